@@ -1,0 +1,68 @@
+"""Email settings API: /providers and /settings/{profile}."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailer.api import current_caller, install_problem_handlers, problem_responses
+from mailer.config import MailerConfig
+from mailer.providers import PROVIDERS
+from mailer.services import Services
+from mailer.settings_model import Profile, SettingsInput, SettingsView
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver(enable_validation=True)
+install_problem_handlers(app, logger)
+
+
+@cache
+def services() -> Services:
+    return Services.from_config(MailerConfig.from_env())
+
+
+@app.get("/providers", summary="Mail provider presets", tags=["settings"], responses=problem_responses())
+def list_providers() -> list[dict[str, Any]]:
+    current_caller(app)
+    return [p.public() for p in PROVIDERS.values()]
+
+
+@app.get(
+    "/settings/<profile>", summary="Read email settings", tags=["settings"], responses=problem_responses(404)
+)
+def get_settings(profile: Profile) -> SettingsView:
+    return services().settings.get(current_caller(app), profile)
+
+
+@app.put(
+    "/settings/<profile>", summary="Save email settings", tags=["settings"], responses=problem_responses(409)
+)
+def put_settings(profile: Profile, settings: SettingsInput) -> SettingsView:
+    saved = services().settings.save(current_caller(app), profile, settings)
+    metrics.add_metric(name="SettingsSaved", unit="Count", value=1)
+    return saved
+
+
+@app.delete(
+    "/settings/<profile>",
+    summary="Delete email settings and their password",
+    tags=["settings"],
+    responses={204: {"description": "Deleted"}, **problem_responses(404)},
+)
+def delete_settings(profile: Profile) -> Response:
+    services().settings.delete(current_caller(app), profile)
+    return Response(status_code=204, body="")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

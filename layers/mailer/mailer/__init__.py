@@ -1,0 +1,1 @@
+"""Shared sending layer: settings, secrets, transports, message building and the sent log."""

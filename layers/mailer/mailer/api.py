@@ -1,0 +1,125 @@
+"""What every HTTP function shares: the caller, problem+json errors, and their OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from mailer.errors import FieldError, MailerError
+from mailer.identity import Caller, caller_from_claims
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemField(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] = []
+    category: str | None = None
+    stage: str | None = None
+    smtp_code: int | None = None
+    server_message: str | None = None
+    hint: str | None = None
+    transient: bool | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI `responses` entries for the problem statuses a route can answer."""
+    descriptions = {
+        401: "Not signed in",
+        403: "Not allowed for this caller",
+        404: "Not found",
+        409: "Conflict",
+        413: "Attachments too large",
+        422: "Invalid request; `errors` names each field",
+        502: "The mail server refused the send",
+        503: "A backing service is unavailable; retry",
+    }
+    return {
+        s: {"description": descriptions[s], "content": {PROBLEM_JSON: {"model": Problem}}}
+        for s in (401, 403, 422, 503, *statuses)
+    }
+
+
+def problem(
+    status: int, title: str, detail: str, errors: list[FieldError] | None = None, **extra: Any
+) -> Response:
+    body = {
+        "type": f"https://errors.company-mail.dev/{status}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": [{"field": e.field, "message": e.message} for e in errors or []],
+        **extra,
+    }
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [p for p in loc if p not in ("body", "path", "query", "header")]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name = f"{name}[{part}]" if name else "body"
+        else:
+            name = f"{name}.{part}" if name else str(part)
+    return name or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    found: list[FieldError] = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc") or ())
+        kind = error.get("type")
+        if kind == "json_invalid":
+            found.append(FieldError("body", "is not valid JSON"))
+            continue
+        message = str(error.get("msg") or "is not valid").removeprefix("Value error, ")
+        if kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "is not a known field"
+        found.append(FieldError(_field_name(loc), message))
+    return found
+
+
+def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> None:
+    """Map every error to problem+json once, for all routes of the function."""
+
+    @app.exception_handler(MailerError)
+    def _mailer_error(exc: MailerError) -> Response:
+        return problem(exc.status, exc.title, exc.detail, exc.errors, **exc.extra())
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        errors = validation_errors(exc)
+        logger.info("request rejected", extra={"fields": [e.field for e in errors]})
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        return problem(422, "Invalid request", detail, errors)
+
+    @app.not_found
+    def _not_found(_exc: NotFoundError) -> Response:
+        event = app.current_event
+        return problem(404, "Not found", f"No route for {event.http_method} {event.path}.")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unexpected error")
+        return problem(500, "Internal error", "Something went wrong on our side; it has been logged.")
+
+
+def current_caller(app: APIGatewayHttpResolver) -> Caller:
+    return caller_from_claims(app.current_event.request_context.authorizer.jwt_claim)

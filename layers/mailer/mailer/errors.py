@@ -1,0 +1,105 @@
+"""The project's exception root and its subclasses.
+
+Every failure the API can report is one of these; `mailer.problems` maps them to
+HTTP problem responses in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class MailerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+    def extra(self) -> dict[str, Any]:
+        """Members added to the problem document besides type/title/status/detail/errors."""
+        return {}
+
+
+class InvalidInput(MailerError):
+    status = 422
+    title = "Invalid request"
+
+    @classmethod
+    def on(cls, field_name: str, message: str) -> InvalidInput:
+        return cls(f"{field_name}: {message}", errors=[FieldError(field_name, message)])
+
+
+class Unauthenticated(MailerError):
+    status = 401
+    title = "Not signed in"
+
+
+class Forbidden(MailerError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(MailerError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(MailerError):
+    status = 409
+    title = "Conflict"
+
+
+class ServiceUnavailable(MailerError):
+    """An AWS dependency failed or throttled; the request may be retried."""
+
+    status = 503
+    title = "Service temporarily unavailable"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A classified send failure: what failed, where, and how the user fixes it."""
+
+    stage: str
+    category: str
+    hint: str
+    transient: bool
+    smtp_code: int | None = None
+    server_message: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "category": self.category,
+            "smtp_code": self.smtp_code,
+            "server_message": self.server_message,
+            "hint": self.hint,
+            "transient": self.transient,
+        }
+
+
+class DeliveryFailed(MailerError):
+    """The mail server or SES refused or could not be reached."""
+
+    status = 502
+    title = "The mail server refused the message"
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.hint)
+        self.failure = failure
+
+    def extra(self) -> dict[str, Any]:
+        return self.failure.as_dict()

@@ -1,0 +1,136 @@
+"""Build MIME messages with the standard `email` package: alternatives, attachments, inline images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as _SMTP
+from email.utils import format_datetime, make_msgid
+
+from mailer.errors import InvalidInput
+
+# 7bit: non-ASCII bodies get quoted-printable or base64, so no server needs 8BITMIME.
+SMTP = _SMTP.clone(cte_type="7bit")
+
+
+@dataclass(frozen=True)
+class Sender:
+    from_email: str
+    from_name: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    content_type: str = "application/pdf"
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML refers to as `cid:<cid>`."""
+
+    cid: str
+    content: bytes
+    content_type: str = "image/jpeg"
+    filename: str | None = None
+
+
+@dataclass
+class OutgoingMessage:
+    """A message and its envelope; BCC recipients are in the envelope only."""
+
+    message: EmailMessage
+    envelope_from: str
+    recipients: tuple[str, ...]
+    _bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+    def as_bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = self.message.as_bytes(policy=SMTP)
+        return self._bytes
+
+
+def _checked(field_name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise InvalidInput.on(field_name, "must not contain line breaks (CR or LF)")
+    return value
+
+
+def _address(field_name: str, email: str, name: str | None = None) -> Address:
+    _checked(field_name, email)
+    try:
+        return Address(display_name=_checked(field_name, name or ""), addr_spec=email)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise InvalidInput.on(field_name, f"not a usable address: {exc}") from None
+
+
+def build_message(
+    *,
+    sender: Sender,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
+    attachments: Iterable[Attachment] = (),
+    inline_images: Iterable[InlineImage] = (),
+    automated: bool = False,
+    headers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> OutgoingMessage:
+    """validate -> MIME. `bcc` never reaches a header."""
+    if not to:
+        raise InvalidInput.on("to", "at least one recipient is required")
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = _address("from_email", sender.from_email, sender.from_name)
+    msg["To"] = [_address("to", addr) for addr in to]
+    if cc:
+        msg["Cc"] = [_address("cc", addr) for addr in cc]
+    if sender.reply_to:
+        msg["Reply-To"] = _address("reply_to", sender.reply_to)
+    msg["Subject"] = _checked("subject", subject)
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    domain = sender.from_email.rsplit("@", 1)[-1]
+    msg["Message-ID"] = make_msgid(domain=domain)
+    if automated:
+        msg["Auto-Submitted"] = "auto-generated"
+    for name, value in (headers or {}).items():
+        msg[_checked("headers", name)] = _checked(name, value)
+
+    msg.set_content(text, subtype="plain", charset="utf-8")
+    images = list(inline_images)
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+        if images:
+            html_part = msg.get_payload()[-1]
+            for image in images:
+                maintype, _, subtype = image.content_type.partition("/")
+                html_part.add_related(
+                    image.content,
+                    maintype=maintype,
+                    subtype=subtype,
+                    cid=f"<{_checked('cid', image.cid)}>",
+                    filename=image.filename,
+                    disposition="inline",
+                )
+    for attachment in attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        msg.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=_checked("filename", attachment.filename),
+        )
+
+    recipients = tuple(dict.fromkeys([*to, *cc, *bcc]))
+    return OutgoingMessage(message=msg, envelope_from=sender.from_email, recipients=recipients)

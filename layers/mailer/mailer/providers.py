@@ -1,0 +1,193 @@
+"""Presets for the mail providers small businesses use, with the advice each one needs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+GOOGLE_AUTH_HINT = (
+    "Google accounts with 2-Step Verification need an app password: create one at "
+    "myaccount.google.com/apppasswords and paste it here instead of your normal password. "
+    "Workspace admins can also allow the smtp-relay.gmail.com service instead."
+)
+MICROSOFT_AUTH_HINT = (
+    "Microsoft 365 turns SMTP AUTH off by default: in the Microsoft 365 admin center open the user, "
+    "Mail > Manage email apps, and tick Authenticated SMTP. Security defaults also block it. "
+    "If the account signs in with multi-factor authentication, use an app password."
+)
+YAHOO_AUTH_HINT = (
+    "Yahoo requires an app password: Account Security > Generate app password, then use it here."
+)
+ZOHO_AUTH_HINT = (
+    "Zoho accounts with two-factor authentication need an application-specific password "
+    "(Zoho Accounts > Security > App Passwords)."
+)
+SES_AUTH_HINT = (
+    "Amazon SES SMTP needs SMTP credentials made in the SES console (SMTP settings > Create SMTP "
+    "credentials), not your AWS access keys or console password, and they are tied to one region."
+)
+GENERIC_AUTH_HINT = (
+    "Check the username (usually the full email address) and the password. If the account uses "
+    "two-step verification, create an app password at your provider and use it here instead of "
+    "your normal password."
+)
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: str
+    host: str
+    port: int
+    security: str
+    hint: str
+    auth_hint: str = GENERIC_AUTH_HINT
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["auth_hint"]
+        return data
+
+
+SES_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-central-1",
+    "ap-southeast-2",
+)
+
+_PROVIDERS: tuple[Provider, ...] = (
+    Provider(
+        "office365",
+        "Microsoft 365 / Office 365",
+        "smtp.office365.com",
+        587,
+        "starttls",
+        "Sign in with the full mailbox address. SMTP AUTH must be enabled for the mailbox; "
+        "to send as a shared mailbox the user needs Send As permission on it.",
+        MICROSOFT_AUTH_HINT,
+    ),
+    Provider(
+        "outlook",
+        "Outlook.com / Hotmail",
+        "smtp-mail.outlook.com",
+        587,
+        "starttls",
+        "Personal Microsoft accounts with two-step verification need an app password.",
+        MICROSOFT_AUTH_HINT,
+    ),
+    Provider(
+        "gmail",
+        "Gmail / Google Workspace",
+        "smtp.gmail.com",
+        587,
+        "starttls",
+        "Use an app password (myaccount.google.com/apppasswords); your normal password is refused.",
+        GOOGLE_AUTH_HINT,
+    ),
+    Provider(
+        "gmail_relay",
+        "Google Workspace SMTP relay",
+        "smtp-relay.gmail.com",
+        587,
+        "starttls",
+        "A Workspace admin must add an SMTP relay rule (Admin console > Apps > Google Workspace > "
+        "Gmail > Routing > SMTP relay service) allowing SMTP authentication.",
+        GOOGLE_AUTH_HINT,
+    ),
+    *(
+        Provider(
+            f"ses_smtp_{region.replace('-', '_')}",
+            f"Amazon SES SMTP ({region})",
+            f"email-smtp.{region}.amazonaws.com",
+            587,
+            "starttls",
+            "Use SES SMTP credentials for this region, and a verified From address or domain. "
+            "New SES accounts are in the sandbox and can only send to verified recipients.",
+            SES_AUTH_HINT,
+        )
+        for region in SES_REGIONS
+    ),
+    Provider(
+        "smtp2go",
+        "SMTP2GO",
+        "mail.smtp2go.com",
+        587,
+        "starttls",
+        "Use an SMTP user made under Sending > SMTP Users, and a verified sender domain. "
+        "Port 2525 works where 587 is blocked.",
+    ),
+    Provider(
+        "yahoo",
+        "Yahoo Mail",
+        "smtp.mail.yahoo.com",
+        465,
+        "ssl",
+        "Yahoo requires an app password for mail programs.",
+        YAHOO_AUTH_HINT,
+    ),
+    Provider(
+        "zoho",
+        "Zoho Mail",
+        "smtp.zoho.com",
+        465,
+        "ssl",
+        "Accounts hosted in the EU or India use smtp.zoho.eu or smtp.zoho.in instead.",
+        ZOHO_AUTH_HINT,
+    ),
+    Provider(
+        "icloud",
+        "iCloud Mail",
+        "smtp.mail.me.com",
+        587,
+        "starttls",
+        "Use an app-specific password from account.apple.com.",
+    ),
+    Provider(
+        "fastmail",
+        "Fastmail",
+        "smtp.fastmail.com",
+        465,
+        "ssl",
+        "Create an app password under Settings > Privacy & Security > Integrations.",
+    ),
+    Provider(
+        "sendgrid",
+        "Twilio SendGrid",
+        "smtp.sendgrid.net",
+        587,
+        "starttls",
+        "The username is the word apikey; the password is an API key with Mail Send permission.",
+    ),
+    Provider(
+        "mailgun",
+        "Mailgun",
+        "smtp.mailgun.org",
+        587,
+        "starttls",
+        "Use the SMTP credentials of your sending domain (Sending > Domain settings > SMTP credentials).",
+    ),
+)
+
+PROVIDERS: dict[str, Provider] = {p.id: p for p in _PROVIDERS}
+
+
+def provider_for_host(host: str | None) -> Provider | None:
+    """The preset whose server this is, so advice applies even when no preset was chosen."""
+    if not host:
+        return None
+    host = host.lower().rstrip(".")
+    for provider in _PROVIDERS:
+        if provider.host == host:
+            return provider
+    if host.endswith((".office365.com", ".outlook.com")):
+        return PROVIDERS["office365"]
+    if host.endswith(".gmail.com") or host.endswith(".google.com"):
+        return PROVIDERS["gmail"]
+    if host.startswith("email-smtp.") and host.endswith(".amazonaws.com"):
+        return PROVIDERS["ses_smtp_us_east_1"]
+    return None

@@ -85,7 +85,7 @@ def _authenticator(users: dict[str, str]) -> Callable[..., AuthResult]:
             login = auth_data.login.decode("utf-8", "replace")
             password = auth_data.password.decode("utf-8", "replace")
             if users.get(login) == password:
-                return AuthResult(success=True)
+                return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(
             success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
         )

@@ -91,7 +91,6 @@ class Api:
         else:
             raise AssertionError(f"template.yaml has no route for {method} {path}")
         module = load_function(self.template, route.function)
-        module.services.cache_clear()
         request = HttpRequest(
             method=method,
             path=path,
@@ -113,6 +112,9 @@ def api(aws: boto3.Session, template: Template, monkeypatch: pytest.MonkeyPatch)
         for key, value in template.function_environment(logical).items():
             if key != "POWERTOOLS_SERVICE_NAME":
                 monkeypatch.setenv(key, value)
+    # Each function is a warm container for the length of one test: caches live across calls.
+    for logical in template.functions():
+        load_function(template, logical).services.cache_clear()
     return Api(template)
 
 

@@ -56,7 +56,7 @@ def put_settings(profile: Profile, settings: SettingsInput) -> SettingsView:
     tags=["settings"],
     responses={204: {"description": "Deleted"}, **problem_responses(404)},
 )
-def delete_settings(profile: Profile) -> Response:
+def delete_settings(profile: Profile) -> Response[None]:
     services().settings.delete(current_caller(app), profile)
     return Response(status_code=204, body="")
 

@@ -283,6 +283,7 @@ def insecure_auth_refused(ctx: ServerContext) -> Failure:
 
 SES_CATEGORIES = {
     "MessageRejected": ("ses_message_rejected", False),
+    "AccessDeniedException": ("ses_access_denied", False),
     "MailFromDomainNotVerifiedException": ("ses_identity_not_verified", False),
     "AccountSuspendedException": ("ses_sending_paused", False),
     "SendingPausedException": ("ses_sending_paused", False),
@@ -296,7 +297,9 @@ SES_CATEGORIES = {
 
 def classify_ses_error(code: str, message: str, from_email: str) -> Failure:
     category, transient = SES_CATEGORIES.get(code, ("ses_error", code.endswith("ServiceUnavailable")))
-    if category == "ses_message_rejected" and "not verified" in message.lower():
+    if category == "ses_message_rejected" and any(
+        words in message.lower() for words in ("not verified", "did not have authority to send")
+    ):
         category = "ses_identity_not_verified"
     hints = {
         "ses_identity_not_verified": f"Amazon SES has not verified {from_email} (or an address it sends "
@@ -309,6 +312,8 @@ def classify_ses_error(code: str, message: str, from_email: str) -> Failure:
         "ses_configuration": "The SES configuration set named in the settings does not exist in "
         "this region. Clear it or create it.",
         "ses_message_rejected": f"Amazon SES refused the message: {message}",
+        "ses_access_denied": "This function may not send through Amazon SES here: the operator must "
+        "allow ses:SendEmail and ses:SendRawEmail for the sending identity.",
     }
     return Failure(
         stage="data" if category != "ses_sending_paused" else "connect",

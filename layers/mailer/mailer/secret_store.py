@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -10,6 +11,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer import aws_clients
 from mailer.errors import Conflict, ServiceUnavailable
+
+# botocore logs whole request bodies at DEBUG, SecretString included: never let it, whatever
+# level the root logger is set to.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(max(logging.getLogger(_name).getEffectiveLevel(), logging.INFO))
 
 
 class SecretMissing(Conflict):

@@ -1,0 +1,64 @@
+# make run   - the whole system on this machine (moto, local SMTP, HTTP API); no AWS, no Docker
+# make test  - lint, template checks, sam build (when python3.13 is found) and the test suite
+# Both install what they need on first use: .venv for the app and tests, .venv-tools for the SAM CLI.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := $(CURDIR)/layers/mailer:$(CURDIR)
+
+# The Lambda runtime is python3.13: use it where it is installed (PATH or pyenv), else say so.
+PY313 := $(shell command -v python3.13 2>/dev/null || { r=$$(pyenv root 2>/dev/null) && p=$$r/versions/3.13.0/bin/python && [ -x "$$p" ] && echo "$$p"; })
+APP_PYTHON := $(if $(PY313),$(PY313),python3)
+TOOLS_PYTHON ?= python3
+
+VENV := .venv
+TOOLS := .venv-tools
+BIN := $(VENV)/bin
+
+.PHONY: help run test lint validate build pytest bench clean
+
+help:
+	@echo "make run    start the local stack (API on :3000, SMTP on :1025, mail in var/mail)"
+	@echo "make test   lint, cfn-lint, sam validate --lint, sam build, pytest"
+	@echo "make build  sam build (needs python3.13)"
+	@echo "make clean  remove virtual environments and build output"
+
+$(BIN)/.installed: requirements-dev.txt layers/mailer/requirements.txt
+	@echo "== installing the app and test environment in $(VENV) ($$($(APP_PYTHON) --version))"
+	$(APP_PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(TOOLS)/bin/.installed: requirements-tools.txt
+	@echo "== installing the SAM CLI in $(TOOLS) (kept apart: it pins its own boto3 and pydantic)"
+	$(TOOLS_PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/python -m local.run
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+validate: $(TOOLS)/bin/.installed
+	$(TOOLS)/bin/sam validate --lint
+
+build: $(TOOLS)/bin/.installed
+ifeq ($(PY313),)
+	@echo "!! python3.13 not found (neither on PATH nor as pyenv 3.13.0): skipping sam build."
+	@echo "!! Install it (pyenv install 3.13) to build the arm64 layer; the tests still run on $$(python3 --version)."
+else
+	PATH="$(dir $(PY313)):$$PATH" $(TOOLS)/bin/sam build
+endif
+
+pytest: $(BIN)/.installed
+	$(BIN)/pytest
+
+test: lint validate build pytest
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .ruff_cache

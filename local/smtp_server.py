@@ -62,7 +62,7 @@ class RecordingHandler:
             mail_from=envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             data=data,
-            tls=session.ssl is not None,
+            tls=server.transport.get_extra_info("ssl_object") is not None,
             auth_user=auth.login.decode() if isinstance(auth, LoginPassword) else None,
             path=path,
         )
@@ -128,7 +128,8 @@ class LocalSmtpServer:
             options.update(
                 authenticator=_authenticator(self.users),
                 auth_required=False,
-                auth_require_tls=self.auth_require_tls and self.mode != "plain",
+                # aiosmtpd counts only STARTTLS as TLS; an implicit-TLS session is encrypted anyway.
+                auth_require_tls=self.auth_require_tls and self.mode == "starttls",
             )
         if self.mode == "starttls":
             options.update(tls_context=self.server_context, require_starttls=False)

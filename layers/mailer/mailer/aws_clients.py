@@ -11,8 +11,12 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
 
 
-@cache
 def client(service: str, region: str | None = None) -> Any:
+    return _client(service, region)
+
+
+@cache
+def _client(service: str, region: str | None) -> Any:
     return boto3.client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
 
 
@@ -23,5 +27,5 @@ def dynamodb_table(name: str) -> Any:
 
 def reset() -> None:
     """Forget cached clients (tests switch moto on and off between cases)."""
-    client.cache_clear()
+    _client.cache_clear()
     dynamodb_table.cache_clear()

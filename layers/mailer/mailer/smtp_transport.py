@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailer.classify import ServerContext, classify_smtp_error, insecure_auth_refused, starttls_unavailable
@@ -10,6 +11,24 @@ from mailer.errors import DeliveryFailed, Failure
 from mailer.message import OutgoingMessage
 from mailer.tls import client_context
 from mailer.transport import Delivery, TransportBase
+
+
+class _StagedSMTP(smtplib.SMTP):
+    """Remembers whether sendmail is in the envelope (MAIL, RCPT) or the data, for the report."""
+
+    stage = "envelope"
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self.stage = "envelope"
+        return super().mail(sender, options)
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        self.stage = "data"
+        return super().data(msg)
+
+
+class _StagedSMTP_SSL(_StagedSMTP, smtplib.SMTP_SSL):
+    pass
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,7 @@ class SmtpTransport(TransportBase):
             username=server.username,
             from_email=from_email,
         )
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _StagedSMTP | None = None
 
     def __repr__(self) -> str:
         return f"SmtpTransport({self.server!r})"
@@ -50,14 +69,14 @@ class SmtpTransport(TransportBase):
         if self._conn is not None:
             return
         stage = "connect"
-        conn: smtplib.SMTP | None = None
+        conn: _StagedSMTP | None = None
         try:
             tls = client_context(self.extra_ca_bundle)
             # The host goes to the constructor: it is what TLS checks the certificate against.
             if self.server.security == "ssl":
-                conn = smtplib.SMTP_SSL(self.server.host, self.server.port, timeout=self.timeout, context=tls)
+                conn = _StagedSMTP_SSL(self.server.host, self.server.port, timeout=self.timeout, context=tls)
             else:
-                conn = smtplib.SMTP(self.server.host, self.server.port, timeout=self.timeout)
+                conn = _StagedSMTP(self.server.host, self.server.port, timeout=self.timeout)
             conn.ehlo_or_helo_if_needed()
             if self.server.security in ("starttls", "opportunistic"):
                 if conn.has_extn("starttls"):
@@ -97,7 +116,7 @@ class SmtpTransport(TransportBase):
         try:
             refused = self._conn.sendmail(message.envelope_from, list(message.recipients), message.as_bytes())
         except Exception as exc:
-            failure = classify_smtp_error(exc, "data", self.context)
+            failure = classify_smtp_error(exc, getattr(self._conn, "stage", "data"), self.context)
             if failure.category in ("connection_lost", "timeout"):
                 self._drop()
             raise DeliveryFailed(failure) from exc

@@ -100,6 +100,8 @@ class Template:
         self.body = load_template(path)
         self.resources: dict[str, dict[str, Any]] = self.body["Resources"]
         self.names = names or LocalNames()
+        for logical in self.of_type("AWS::S3::Bucket"):
+            self.names.physical.setdefault(logical, f"{self.names.stack_name}-{logical}".lower())
         for logical, spec in self.body.get("Parameters", {}).items():
             default = spec.get("Default")
             if default is not None:
@@ -161,7 +163,7 @@ class Template:
     def create_buckets(self, s3: Any) -> dict[str, str]:
         made = {}
         for logical in self.of_type("AWS::S3::Bucket"):
-            name = self.names.ref(logical).lower()
+            name = self.names.ref(logical)
             s3.create_bucket(Bucket=name)
             made[logical] = name
         return made

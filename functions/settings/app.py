@@ -12,6 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailer.api import current_caller, install_problem_handlers, problem_responses
 from mailer.config import MailerConfig
+from mailer.documents import DocumentTemplate, DocumentTemplateInput, DocumentType
+from mailer.merge_fields import MERGE_FIELDS
 from mailer.providers import PROVIDERS
 from mailer.services import Services
 from mailer.settings_model import Profile, SettingsInput, SettingsView
@@ -59,6 +61,57 @@ def put_settings(profile: Profile, settings: SettingsInput) -> SettingsView:
 def delete_settings(profile: Profile) -> Response[None]:
     services().settings.delete(current_caller(app), profile)
     return Response(status_code=204, body="")
+
+
+@app.get(
+    "/merge-fields",
+    summary="Merge fields templates may use",
+    tags=["templates"],
+    responses=problem_responses(),
+)
+def list_merge_fields() -> list[dict[str, Any]]:
+    current_caller(app)
+    return [f.public() for f in MERGE_FIELDS]
+
+
+@app.get(
+    "/document-templates",
+    summary="Document email wording for every document type",
+    tags=["templates"],
+    responses=problem_responses(),
+)
+def list_document_templates() -> list[DocumentTemplate]:
+    return services().document_templates.list(current_caller(app).tenant_id)
+
+
+@app.get(
+    "/document-templates/<document_type>",
+    summary="Document email wording for one type",
+    tags=["templates"],
+    responses=problem_responses(),
+)
+def get_document_template(document_type: DocumentType) -> DocumentTemplate:
+    return services().document_templates.get(current_caller(app).tenant_id, document_type)
+
+
+@app.put(
+    "/document-templates/<document_type>",
+    summary="Change the document email wording (admin)",
+    tags=["templates"],
+    responses=problem_responses(),
+)
+def put_document_template(document_type: DocumentType, body: DocumentTemplateInput) -> DocumentTemplate:
+    return services().document_templates.save(current_caller(app), document_type, body)
+
+
+@app.delete(
+    "/document-templates/<document_type>",
+    summary="Go back to the default wording (admin)",
+    tags=["templates"],
+    responses=problem_responses(),
+)
+def reset_document_template(document_type: DocumentType) -> DocumentTemplate:
+    return services().document_templates.reset(current_caller(app), document_type)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -43,6 +43,7 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         403: "Not allowed for this caller",
         404: "Not found",
         409: "Conflict",
+        410: "Gone: the attachment is no longer kept",
         413: "Attachments too large",
         422: "Invalid request; `errors` names each field",
         502: "The mail server refused the send",

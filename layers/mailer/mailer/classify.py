@@ -48,6 +48,8 @@ def _too_large(code: int | None, text: str) -> bool:
 def classify_smtp_error(exc: BaseException, stage: str, ctx: ServerContext) -> Failure:
     """One mapping for every SMTP-side failure, so every function reports them alike."""
     where = f"{ctx.host}:{ctx.port}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(exc.__context__, TimeoutError):
+        exc = exc.__context__  # smtplib reports a timed-out read as "Connection unexpectedly closed"
     if isinstance(exc, socket.gaierror):
         transient = exc.errno in (socket.EAI_AGAIN,)
         return Failure(
@@ -321,4 +323,23 @@ def classify_ses_error(code: str, message: str, from_email: str) -> Failure:
         transient=transient,
         server_message=f"{code}: {message}"[:500],
         hint=hints.get(category, f"Amazon SES refused the send ({code}): {message}"),
+    )
+
+
+def every_visible_recipient_refused(refused: dict[str, str], visible: list[str]) -> Failure | None:
+    """The server took the message for BCC copies only: the people it was for did not get it."""
+    if not visible or not all(addr in refused for addr in visible):
+        return None
+    first = refused[visible[0]]
+    code_text, _, text = first.partition(" ")
+    return Failure(
+        stage="envelope",
+        category="recipient_rejected",
+        transient=False,
+        smtp_code=int(code_text) if code_text.isdigit() else None,
+        server_message=text or first,
+        refused=dict(refused),
+        hint="The server refused "
+        + ", ".join(visible)
+        + ". Check the address for typos; only the BCC copies were accepted.",
     )

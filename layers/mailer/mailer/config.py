@@ -18,6 +18,9 @@ class MailerConfig(BaseModel):
     smtp_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     secret_max_age_seconds: int = Field(default=300, ge=0)
     extra_ca_bundle: str | None = None
+    attachments_bucket: str | None = None
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=40 * 1024 * 1024)
+    upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:
@@ -31,4 +34,7 @@ class MailerConfig(BaseModel):
             smtp_timeout_seconds=float(env.get("SMTP_TIMEOUT_SECONDS") or 15),
             secret_max_age_seconds=int(env.get("SECRET_MAX_AGE_SECONDS") or 300),
             extra_ca_bundle=env.get("MAILER_EXTRA_CA_BUNDLE") or None,
+            attachments_bucket=env.get("ATTACHMENTS_BUCKET") or None,
+            attachment_max_bytes=int(env.get("ATTACHMENT_MAX_BYTES") or 20 * 1024 * 1024),
+            upload_url_ttl_seconds=int(env.get("UPLOAD_URL_TTL_SECONDS") or 900),
         )

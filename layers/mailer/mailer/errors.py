@@ -61,6 +61,16 @@ class Conflict(MailerError):
     title = "Conflict"
 
 
+class Gone(MailerError):
+    status = 410
+    title = "No longer available"
+
+
+class PayloadTooLarge(MailerError):
+    status = 413
+    title = "Attachments too large"
+
+
 class ServiceUnavailable(MailerError):
     """An AWS dependency failed or throttled; the request may be retried."""
 
@@ -97,9 +107,10 @@ class DeliveryFailed(MailerError):
     status = 502
     title = "The mail server refused the message"
 
-    def __init__(self, failure: Failure) -> None:
+    def __init__(self, failure: Failure, *, email_id: str | None = None) -> None:
         super().__init__(failure.hint)
         self.failure = failure
+        self.email_id = email_id
 
     def extra(self) -> dict[str, Any]:
-        return self.failure.as_dict()
+        return self.failure.as_dict() | ({"email_id": self.email_id} if self.email_id else {})

@@ -34,3 +34,4 @@ class SentLogEntry(BaseModel):
     attempts: int = 1
     created_at: str
     sent_at: str | None = None
+    resent_from: str | None = None

@@ -30,7 +30,11 @@ class ProfileRef:
 
     tenant_id: str
     profile: Profile
-    key: str  # "company" or "user/<sub>"
+    key: str  # "company" or "user/<sub>"; also names the secret
+
+    @property
+    def sort_key(self) -> str:
+        return f"SETTINGS#{self.key}"
 
 
 def profile_ref(caller: Caller, profile: Profile) -> ProfileRef:
@@ -71,7 +75,7 @@ class SettingsService:
 
     def get(self, caller: Caller, profile: Profile) -> SettingsView:
         ref = profile_ref(caller, profile)
-        item = self.store.get(ref.tenant_id, ref.key)
+        item = self.store.get(ref.tenant_id, ref.sort_key)
         if item is None:
             raise NotFound(f"No {profile} email settings are saved yet.")
         return self._view(ref, item)
@@ -80,7 +84,7 @@ class SettingsService:
         if not self.may_write(caller, profile):
             raise Forbidden("Only an administrator can change the company email settings.")
         ref = profile_ref(caller, profile)
-        existing = self.store.get(ref.tenant_id, ref.key) or {}
+        existing = self.store.get(ref.tenant_id, ref.sort_key) or {}
         data.check(profile, password_saved=bool(existing.get("password_set")))
         secret_name = self.secrets.name_for(ref.tenant_id, ref.key)
         needs_password = data.transport == "smtp" and bool(data.username)
@@ -98,18 +102,18 @@ class SettingsService:
             "updated_at": self.clock(),
             "updated_by": caller.email or caller.user_id,
         }
-        self.store.put(ref.tenant_id, ref.key, item)
+        self.store.put(ref.tenant_id, ref.sort_key, item)
         return self._view(ref, item)
 
     def delete(self, caller: Caller, profile: Profile) -> None:
         if not self.may_write(caller, profile):
             raise Forbidden("Only an administrator can delete the company email settings.")
         ref = profile_ref(caller, profile)
-        item = self.store.get(ref.tenant_id, ref.key)
+        item = self.store.get(ref.tenant_id, ref.sort_key)
         if item is None:
             raise NotFound(f"No {profile} email settings are saved.")
         self.secrets.delete(self.secrets.name_for(ref.tenant_id, ref.key))
-        self.store.delete(ref.tenant_id, ref.key)
+        self.store.delete(ref.tenant_id, ref.sort_key)
 
     def saved_profile(self, caller: Caller, profile: Profile) -> SendingProfile:
         view = self.get(caller, profile)

@@ -1,9 +1,15 @@
-"""Settings items in DynamoDB: one per (tenant, profile). The password is never stored here."""
+"""Per-tenant configuration items in DynamoDB (settings, templates, automations).
+
+Sort keys: SETTINGS#company, SETTINGS#user/<sub>, DOCTEMPLATE#<type>, AUTOMATION#<type>.
+The mail password is never stored here.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer import aws_clients
@@ -33,23 +39,39 @@ class SettingsStore:
             )
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be read; try again shortly.") from None
-        if item is None:
-            return None
-        item = {k: v for k, v in item.items() if k not in ("pk", "sk")}
-        if "port" in item:
-            item["port"] = int(item["port"])
-        return item
+        return None if item is None else _without_keys(item)
 
-    def put(self, tenant_id: str, profile_key: str, data: dict[str, Any]) -> None:
-        item = {k: v for k, v in data.items() if v is not None} | self._key(tenant_id, profile_key)
+    def list_prefix(self, tenant_id: str, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every item whose sort key starts with `prefix`, keyed by the rest of the sort key."""
+        found: dict[str, dict[str, Any]] = {}
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(tenant_pk(tenant_id)) & Key("sk").begins_with(prefix)
+        }
+        try:
+            while True:
+                page = self._table.query(**query)
+                for item in page.get("Items", []):
+                    found[item["sk"][len(prefix) :]] = _without_keys(item)
+                if "LastEvaluatedKey" not in page:
+                    return found
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The settings could not be read; try again shortly.") from None
+
+    def put(self, tenant_id: str, sort_key: str, data: dict[str, Any]) -> None:
+        item = {k: v for k, v in data.items() if v is not None} | self._key(tenant_id, sort_key)
         try:
             self._table.put_item(Item=item)
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be saved; nothing was changed.") from None
 
-    def delete(self, tenant_id: str, profile_key: str) -> bool:
+    def delete(self, tenant_id: str, sort_key: str) -> bool:
         try:
-            old = self._table.delete_item(Key=self._key(tenant_id, profile_key), ReturnValues="ALL_OLD")
+            old = self._table.delete_item(Key=self._key(tenant_id, sort_key), ReturnValues="ALL_OLD")
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be deleted; try again.") from None
         return "Attributes" in old
+
+
+def _without_keys(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in item.items() if k not in ("pk", "sk")}

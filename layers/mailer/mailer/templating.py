@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -25,7 +25,10 @@ MAX_TEMPLATE_CHARS = 100_000
 
 @cache
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(autoescape=autoescape, trim_blocks=True, lstrip_blocks=True)
+    # Unknown names are refused at save time; a value missing from one work order renders empty.
+    return ImmutableSandboxedEnvironment(
+        autoescape=autoescape, trim_blocks=True, lstrip_blocks=True, undefined=ChainableUndefined
+    )
 
 
 def _position(source: str, index: int) -> tuple[int, int]:

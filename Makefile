@@ -7,8 +7,10 @@ SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/mailer:$(CURDIR)
 
-# The Lambda runtime is python3.13: use it where it is installed (PATH or pyenv), else say so.
-PY313 := $(shell command -v python3.13 2>/dev/null || { r=$$(pyenv root 2>/dev/null) && p=$$r/versions/3.13.0/bin/python && [ -x "$$p" ] && echo "$$p"; })
+# The Lambda runtime is python3.13: use it where it is installed (pyenv or PATH), else say so.
+# A candidate must actually run: pyenv's python3.13 shim exists even when 3.13 is not selected.
+PY313 := $(shell for p in "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 "$$(command -v python3.13)"; do \
+	[ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 APP_PYTHON := $(if $(PY313),$(PY313),python3)
 TOOLS_PYTHON ?= python3
 
@@ -23,6 +25,7 @@ help:
 	@echo "make test   lint, cfn-lint, sam validate --lint, sam build, pytest"
 	@echo "make build  sam build (needs python3.13)"
 	@echo "make clean  remove virtual environments and build output"
+	@echo "python3.13: $(if $(PY313),$(PY313),not found)"
 
 $(BIN)/.installed: requirements-dev.txt layers/mailer/requirements.txt
 	@echo "== installing the app and test environment in $(VENV) ($$($(APP_PYTHON) --version))"

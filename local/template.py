@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class LocalNames:
     account_id: str = "123456789012"
     physical: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)
+    queues: set[str] = field(default_factory=set)
 
     def ref(self, logical_id: str) -> str:
         if logical_id in self.parameters:
@@ -88,7 +90,14 @@ class LocalNames:
             return [self.resolve(v) for v in value]
         return value
 
+    def queue_name(self, logical_id: str) -> str:
+        return f"{self.stack_name}-{logical_id}"
+
     def attribute(self, logical_id: str, attribute: str) -> str:
+        if attribute == "QueueName":
+            return self.queue_name(logical_id)
+        if attribute == "Arn" and logical_id in self.queues:
+            return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.queue_name(logical_id)}"
         name = self.ref(logical_id)
         if attribute == "Arn":
             return f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{name}"
@@ -100,6 +109,10 @@ class Template:
         self.body = load_template(path)
         self.resources: dict[str, dict[str, Any]] = self.body["Resources"]
         self.names = names or LocalNames()
+        for logical in self.of_type("AWS::SQS::Queue"):
+            self.names.queues.add(logical)
+            url = f"https://sqs.{self.names.region}.amazonaws.com/{self.names.account_id}/"
+            self.names.physical.setdefault(logical, url + self.names.queue_name(logical))
         for logical in self.of_type("AWS::S3::Bucket"):
             self.names.physical.setdefault(logical, f"{self.names.stack_name}-{logical}".lower())
         for logical, spec in self.body.get("Parameters", {}).items():
@@ -155,13 +168,26 @@ class Template:
         return made
 
     def create_queues(self, sqs: Any) -> dict[str, str]:
+        """Queues with their visibility timeout and redrive policy; dead-letter queues first."""
         made = {}
-        for logical in self.of_type("AWS::SQS::Queue"):
-            made[logical] = sqs.create_queue(QueueName=self.names.ref(logical))["QueueUrl"]
+        queues = self.of_type("AWS::SQS::Queue")
+        for logical in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
+            props = self.names.resolve(queues[logical].get("Properties", {}))
+            attributes = {}
+            if "VisibilityTimeout" in props:
+                attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            name = self.names.queue_name(logical)
+            made[logical] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         return made
 
     def create_buckets(self, s3: Any) -> dict[str, str]:
         made = {}
+        for logical in self.of_type("AWS::SQS::Queue"):
+            self.names.queues.add(logical)
+            url = f"https://sqs.{self.names.region}.amazonaws.com/{self.names.account_id}/"
+            self.names.physical.setdefault(logical, url + self.names.queue_name(logical))
         for logical in self.of_type("AWS::S3::Bucket"):
             name = self.names.ref(logical)
             s3.create_bucket(Bucket=name)

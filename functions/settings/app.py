@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailer.api import current_caller, install_problem_handlers, problem_responses
+from mailer.automations import Automation, AutomationInput, AutomationType
 from mailer.config import MailerConfig
 from mailer.documents import DocumentTemplate, DocumentTemplateInput, DocumentType
+from mailer.errors import NotFound
 from mailer.merge_fields import MERGE_FIELDS
 from mailer.providers import PROVIDERS
 from mailer.services import Services
@@ -112,6 +115,63 @@ def put_document_template(document_type: DocumentType, body: DocumentTemplateInp
 )
 def reset_document_template(document_type: DocumentType) -> DocumentTemplate:
     return services().document_templates.reset(current_caller(app), document_type)
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    work_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+
+
+class Preview(BaseModel):
+    subject: str
+    html: str
+    text: str
+
+
+@app.get(
+    "/automations", summary="Automated email settings", tags=["automations"], responses=problem_responses()
+)
+def list_automations() -> list[Automation]:
+    return services().automations.list(current_caller(app).tenant_id)
+
+
+@app.get(
+    "/automations/<automation_type>",
+    summary="One automated email",
+    tags=["automations"],
+    responses=problem_responses(),
+)
+def get_automation(automation_type: AutomationType) -> Automation:
+    return services().automations.get(current_caller(app).tenant_id, automation_type)
+
+
+@app.put(
+    "/automations/<automation_type>",
+    summary="Change an automated email (admin)",
+    tags=["automations"],
+    responses=problem_responses(),
+)
+def put_automation(automation_type: AutomationType, body: AutomationInput) -> Automation:
+    return services().automations.save(current_caller(app), automation_type, body)
+
+
+@app.post(
+    "/automations/<automation_type>/preview",
+    summary="Render an automated email with a work order or sample data",
+    tags=["automations"],
+    responses=problem_responses(404),
+)
+def preview_automation(automation_type: AutomationType, body: PreviewRequest) -> Preview:
+    caller = current_caller(app)
+    svc = services()
+    work_order = None
+    if body.work_order_id:
+        work_order = svc.work_orders.get(caller.tenant_id, body.work_order_id)
+        if work_order is None:
+            raise NotFound(f"No work order {body.work_order_id}.")
+    rendered = svc.automated.render(caller.tenant_id, automation_type, work_order)
+    return Preview(subject=rendered.subject, html=rendered.html, text=rendered.text)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -21,6 +21,10 @@ class MailerConfig(BaseModel):
     attachments_bucket: str | None = None
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=40 * 1024 * 1024)
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    work_orders_table: str | None = None
+    ledger_table: str | None = None
+    outbox_queue_url: str | None = None
+    default_timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:
@@ -37,4 +41,8 @@ class MailerConfig(BaseModel):
             attachments_bucket=env.get("ATTACHMENTS_BUCKET") or None,
             attachment_max_bytes=int(env.get("ATTACHMENT_MAX_BYTES") or 20 * 1024 * 1024),
             upload_url_ttl_seconds=int(env.get("UPLOAD_URL_TTL_SECONDS") or 900),
+            work_orders_table=env.get("WORK_ORDERS_TABLE") or None,
+            ledger_table=env.get("LEDGER_TABLE") or None,
+            outbox_queue_url=env.get("OUTBOX_QUEUE_URL") or None,
+            default_timezone=env.get("DEFAULT_TIMEZONE") or "UTC",
         )

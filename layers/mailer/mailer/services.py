@@ -6,13 +6,24 @@ from functools import cached_property
 from typing import Any
 
 from mailer.attachment_store import AttachmentStore
+from mailer.automated_email import AutomatedEmail
+from mailer.automations import AutomationService
 from mailer.config import MailerConfig
 from mailer.document_email import DocumentEmailService
 from mailer.document_templates import DocumentTemplateService
+from mailer.ledger_store import LedgerStore
+from mailer.outbox import OutboxQueue
 from mailer.secret_store import SecretStore
 from mailer.sent_log_store import SentLogStore
 from mailer.settings_service import SettingsService, utc_now
 from mailer.settings_store import SettingsStore
+from mailer.work_order_store import WorkOrderStore
+
+
+def _required(value: str | None, variable: str) -> str:
+    if not value:
+        raise RuntimeError(f"{variable} is not set for this function")
+    return value
 
 
 class Services:
@@ -24,18 +35,38 @@ class Services:
         self.settings = SettingsService(self.store, secrets)
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
         self.document_templates = DocumentTemplateService(self.store, utc_now)
+        self.automations = AutomationService(self.store, utc_now)
 
     @classmethod
     def from_config(cls, config: MailerConfig, logger: Any = None) -> Services:
         return cls(config, logger)
 
     @cached_property
+    def attachments(self) -> AttachmentStore:
+        bucket = _required(self.config.attachments_bucket, "ATTACHMENTS_BUCKET")
+        return AttachmentStore(bucket, url_ttl_seconds=self.config.upload_url_ttl_seconds)
+
+    @cached_property
     def documents(self) -> DocumentEmailService:
-        if not self.config.attachments_bucket:
-            raise RuntimeError("ATTACHMENTS_BUCKET is not set for this function")
-        attachments = AttachmentStore(
-            self.config.attachments_bucket, url_ttl_seconds=self.config.upload_url_ttl_seconds
-        )
         return DocumentEmailService(
-            self.settings, self.document_templates, attachments, self.sent_log, self.config, self.logger
+            self.settings, self.document_templates, self.attachments, self.sent_log, self.config, self.logger
+        )
+
+    @cached_property
+    def work_orders(self) -> WorkOrderStore:
+        return WorkOrderStore(_required(self.config.work_orders_table, "WORK_ORDERS_TABLE"))
+
+    @cached_property
+    def automated(self) -> AutomatedEmail:
+        """Automated email; the queue, ledger and bucket are needed only by the parts that use them."""
+        return AutomatedEmail(
+            config=self.config,
+            settings=self.settings,
+            automations=self.automations,
+            work_orders=self.work_orders,
+            ledger=LedgerStore(self.config.ledger_table or ""),
+            outbox=OutboxQueue(self.config.outbox_queue_url or ""),
+            sent_log=self.sent_log,
+            attachments=self.attachments if self.config.attachments_bucket else None,
+            logger=self.logger,
         )

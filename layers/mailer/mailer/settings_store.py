@@ -58,6 +58,20 @@ class SettingsStore:
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be read; try again shortly.") from None
 
+    def tenants_in_index(self, index_pk: str) -> list[str]:
+        """Tenants whose item carries `index_pk` in the sparse index (e.g. an active reminder)."""
+        tenants: list[str] = []
+        query: dict[str, Any] = {"IndexName": "by_flag", "KeyConditionExpression": Key("gsi1pk").eq(index_pk)}
+        try:
+            while True:
+                page = self._table.query(**query)
+                tenants.extend(item["gsi1sk"] for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return tenants
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The settings could not be read; try again shortly.") from None
+
     def put(self, tenant_id: str, sort_key: str, data: dict[str, Any]) -> None:
         item = {k: v for k, v in data.items() if v is not None} | self._key(tenant_id, sort_key)
         try:
@@ -74,4 +88,5 @@ class SettingsStore:
 
 
 def _without_keys(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: int(v) if isinstance(v, Decimal) else v for k, v in item.items() if k not in ("pk", "sk")}
+    hidden = ("pk", "sk", "gsi1pk", "gsi1sk")
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in item.items() if k not in hidden}

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer.attachment_store import AttachmentStore
-from mailer.automations import ACTIVE_INDEX_PK, AutomationService
+from mailer.automations import ACTIVE_INDEX_PK, Automation, AutomationService
 from mailer.config import MailerConfig
 from mailer.errors import DeliveryFailed, Failure, MailerError, NotFound
 from mailer.html_text import html_to_text
 from mailer.identity import Caller
 from mailer.ids import new_id
 from mailer.ledger_store import LedgerStore
+from mailer.merge_fields import company_values, long_date, sample_context
 from mailer.message import InlineImage, OutgoingMessage, Sender, build_message
 from mailer.outbox import OutboxMessage, OutboxQueue
 from mailer.sending import transport_for
@@ -172,31 +173,34 @@ class AutomatedEmail:
         return self.work_orders.get(tenant_id, work_order.parent_id) if work_order.parent_id else None
 
     # rendering
-    def render(
-        self, tenant_id: str, automation_type: str, work_order: WorkOrder | None, *, photo: bool = False
-    ) -> Rendered:
-        from mailer.merge_fields import sample_context
-
-        automation = self.automations.get(tenant_id, automation_type)
-        company = self.company(tenant_id)
-        zone = self.zone(company)
-        context = sample_context("automation")
-        if work_order is not None:
-            context |= work_order_context(work_order, zone, photo=photo)
-        if company is not None:
-            context["company"] = {
-                "name": company.from_name or company.from_email,
-                "email": company.from_email,
-                "reply_to": company.reply_to or company.from_email,
-            }
-        context["today"] = f"{datetime.now(zone):%B} {datetime.now(zone).day}, {datetime.now(zone).year}"
-        html = render(automation.body_html, context, html=True)
-        if photo and PHOTO_CID not in html:
-            html += f"<p>{PHOTO_HTML}</p>"
-        text = (
-            render(automation.body_text, context, html=False) if automation.body_text else html_to_text(html)
+    def render(self, tenant_id: str, automation_type: str, work_order: WorkOrder | None) -> Rendered:
+        """A preview: the saved (or default) wording with this work order, or sample data."""
+        return render_automation(
+            self.automations.get(tenant_id, automation_type), self.company(tenant_id), work_order, self.config
         )
-        return Rendered(subject=render_subject(automation.subject, context), html=html, text=text)
+
+
+def render_automation(
+    automation: Automation,
+    company: SettingsView | None,
+    work_order: WorkOrder | None,
+    config: MailerConfig,
+    *,
+    photo: bool = False,
+) -> Rendered:
+    """Fill an automation's wording; fields a work order lacks keep their sample values in previews."""
+    zone = ZoneInfo((company.timezone if company else None) or config.default_timezone)
+    context = sample_context("automation")
+    if work_order is not None:
+        context |= work_order_context(work_order, zone, photo=photo)
+    if company is not None:
+        context["company"] = company_values(company)
+    context["today"] = long_date(datetime.now(zone).date())
+    html = render(automation.body_html, context, html=True)
+    if photo and PHOTO_CID not in html:
+        html += f"<p>{PHOTO_HTML}</p>"
+    text = render(automation.body_text, context, html=False) if automation.body_text else html_to_text(html)
+    return Rendered(subject=render_subject(automation.subject, context), html=html, text=text)
 
 
 @dataclass
@@ -206,6 +210,14 @@ class OutboxWorker:
     mail: AutomatedEmail
     _transports: dict[str, TransportBase] = field(default_factory=dict)
     _profiles: dict[str, SendingProfile] = field(default_factory=dict)
+    _automations: dict[tuple[str, str], Automation] = field(default_factory=dict)
+
+    def _automation(self, tenant: str, automation_type: str) -> Automation:
+        """Read once per batch: a worker lives for one batch, so a change applies to the next one."""
+        key = (tenant, automation_type)
+        if key not in self._automations:
+            self._automations[key] = self.mail.automations.get(tenant, automation_type)
+        return self._automations[key]
 
     def close(self) -> None:
         for transport in self._transports.values():
@@ -216,7 +228,7 @@ class OutboxWorker:
         """Returns what happened (sent, skipped: why, failed: category); raises RetryLater."""
         mail = self.mail
         tenant = message.tenant_id
-        automation = mail.automations.get(tenant, message.automation)
+        automation = self._automation(tenant, message.automation)
         if not automation.active:
             return "skipped: automation inactive"
         work_order = mail.work_orders.get(tenant, message.work_order_id)
@@ -262,10 +274,11 @@ class OutboxWorker:
         self, message: OutboxMessage, work_order: WorkOrder, parent: WorkOrder | None, profile: SendingProfile
     ) -> OutgoingMessage:
         photo = self._photo(message, work_order)
-        rendered = self.mail.render(
-            message.tenant_id, message.automation, work_order, photo=photo is not None
-        )
+        automation = self._automation(message.tenant_id, message.automation)
         settings = profile.settings
+        rendered = render_automation(
+            automation, settings, work_order, self.mail.config, photo=photo is not None
+        )
         contact = (parent or work_order).customer
         assert contact.email
         return build_message(
@@ -370,7 +383,8 @@ class OutboxWorker:
 
     def _notify(self, message: OutboxMessage, work_order: WorkOrder, failure: Failure) -> None:
         """Tell the company's notification address what failed, why, and how to fix it."""
-        company = self.mail.company(message.tenant_id)
+        profile = self._profiles.get(message.tenant_id)
+        company = profile.settings if profile else None
         if company is None or not company.notify_email:
             return
         label = AUTOMATION_LABELS[message.automation]
@@ -402,7 +416,3 @@ class OutboxWorker:
             self.mail.logger.error(
                 "failure notice not sent", extra={"work_order_id": work_order.id, "error": type(exc).__name__}
             )
-
-
-def today_in(zone: ZoneInfo) -> date:
-    return datetime.now(UTC).astimezone(zone).date()

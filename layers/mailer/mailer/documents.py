@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from mailer.errors import InvalidInput
+from mailer.merge_fields import company_values, long_date
 from mailer.settings_model import EmailAddress, HeaderText, SettingsView
 
 DocumentType = Literal[
@@ -126,10 +127,6 @@ def default_template(document_type: str) -> DocumentTemplate:
     )
 
 
-def long_date(value: date) -> str:
-    return f"{value:%B} {value.day}, {value.year}"
-
-
 def format_amount(amount: str | None, currency: str | None) -> str:
     if amount is None:
         return ""
@@ -154,11 +151,7 @@ def document_context(
             "currency": document.currency or "",
             "due_date": long_date(document.due_date) if document.due_date else "",
         },
-        "company": {
-            "name": company_view.from_name or company_view.from_email,
-            "email": company_view.from_email,
-            "reply_to": company_view.reply_to or company_view.from_email,
-        },
+        "company": company_values(company_view),
         "sender": {"name": sender.from_name or sender.from_email, "email": sender.from_email},
         "today": long_date(now.astimezone(zone).date()),
     }

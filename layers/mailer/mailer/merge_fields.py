@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mailer.settings_model import SettingsView
 
 TemplateKind = Literal["document", "automation"]
 
@@ -86,3 +90,17 @@ def set_path(context: dict[str, Any], dotted: str, value: Any) -> None:
         context[head] = value
         return
     set_path(context.setdefault(head, {}), rest, value)
+
+
+def long_date(value: date) -> str:
+    """November 24, 2026: how dates read in every template."""
+    return f"{value:%B} {value.day}, {value.year}"
+
+
+def company_values(company: SettingsView) -> dict[str, str]:
+    """The company.* merge fields, from the company's email settings."""
+    return {
+        "name": company.from_name or company.from_email,
+        "email": company.from_email,
+        "reply_to": company.reply_to or company.from_email,
+    }

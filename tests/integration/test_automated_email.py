@@ -217,6 +217,63 @@ def test_a_broken_template_is_refused_at_save_time(api, change, field, words):
     assert api.call("GET", "/automations/reminder")[1]["is_default"] is True
 
 
+def test_wording_that_fails_when_filled_in_is_refused_at_save_time(api):
+    status, body, _ = api.call("PUT", "/automations/reminder", {"subject": "s", "body_html": "{{ 1 / 0 }}"})
+
+    assert status == 422 and body["errors"][0]["field"] == "body_html"
+    assert "ZeroDivisionError" in body["errors"][0]["message"]
+
+
+def test_what_get_returns_can_be_saved_back(api):
+    _, current, _ = api.call("GET", "/automations/confirmation")
+
+    status, saved, _ = api.call("PUT", "/automations/confirmation", current | {"active": True})
+
+    assert status == 200 and saved["active"] is True and saved["is_default"] is False
+
+
+def test_a_render_failure_after_the_claim_is_logged_and_never_silently_dropped(
+    api, company, outbox, mail_server, monkeypatch
+):
+    import mailer.automated_email
+
+    activate(api, "reminder")
+    sync(api, "WO-1", work_order("WO-1", TOMORROW))
+    run_reminders(api)
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("wording broke")
+
+    monkeypatch.setattr(mailer.automated_email, "render_automation", broken)
+    assert outbox.drain() == []
+
+    _, page, _ = api.call("GET", "/emails", query={"work_order_id": "WO-1"})
+    assert [(e["status"], e["error"]["category"]) for e in page["items"]] == [("failed", "template_error")]
+    assert [m.rcpt_tos for m in mail_server.messages] == [("owner@acme.example",)]  # the company was told
+
+
+def test_a_settings_outage_after_the_claim_gives_the_claim_back(
+    api, company, outbox, mail_server, monkeypatch
+):
+    from mailer.errors import ServiceUnavailable
+    from mailer.settings_service import SettingsService
+
+    activate(api, "reminder")
+    sync(api, "WO-1", work_order("WO-1", TOMORROW))
+    run_reminders(api)
+    original = SettingsService.saved_profile
+
+    def outage(*_args, **_kwargs):
+        raise ServiceUnavailable("settings table throttled")
+
+    monkeypatch.setattr(SettingsService, "saved_profile", outage)
+    assert len(outbox.drain()) == 1  # left for redelivery
+    monkeypatch.setattr(SettingsService, "saved_profile", original)
+
+    assert outbox.drain() == []
+    assert recipients(mail_server) == ["wo-1@customer.example"]
+
+
 def test_only_admins_change_automations(api):
     status, _, _ = api.call("PUT", "/automations/reminder", {"subject": "s", "body_html": "b"}, identity=USER)
 

@@ -257,6 +257,20 @@ class OutboxWorker:
                 "under /settings/company.",
             )
             return self._failed(message, work_order, failure, receive_count)
+        except MailerError:
+            # Settings, password or photo could not be read: nothing reached the server, so the
+            # claim goes back for the redelivery ("never twice" is about sends).
+            mail.ledger.release(message.ledger_key)
+            raise
+        except Exception as exc:  # noqa: BLE001 - wording that cannot be filled in is permanent
+            failure = Failure(
+                stage="render",
+                category="template_error",
+                transient=False,
+                hint=f"The {AUTOMATION_LABELS[message.automation]} wording could not be filled in "
+                f"({type(exc).__name__}); fix it under /automations/{message.automation}.",
+            )
+            return self._failed(message, work_order, failure, receive_count)
         mail.ledger.finish(message.ledger_key, "sent")
         if message.automation == "reminder":
             mail.work_orders.put(

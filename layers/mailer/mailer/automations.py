@@ -29,6 +29,10 @@ class AutomationInput(BaseModel):
     body_html: Annotated[str, Field(min_length=1, max_length=100_000)]
     body_text: Annotated[str, Field(min_length=1, max_length=100_000)] | None = None
     days_before: Annotated[int, Field(ge=0, le=30)] | None = None
+    # Read-only fields of GET, accepted and ignored so a frontend can send back what it read.
+    is_default: bool | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
 
 
 class Automation(BaseModel):

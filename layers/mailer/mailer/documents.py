@@ -86,6 +86,10 @@ class DocumentTemplateInput(BaseModel):
     type: DocumentType | None = None
     subject: Annotated[str, Field(min_length=1, max_length=998)]
     body_html: Annotated[str, Field(min_length=1, max_length=100_000)]
+    # Read-only fields of GET, accepted and ignored so a frontend can send back what it read.
+    is_default: bool | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
 
 
 class DocumentTemplate(BaseModel):

@@ -17,7 +17,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from mailer.errors import FieldError, InvalidInput
-from mailer.merge_fields import BY_NUMBER, TemplateKind, names_for
+from mailer.merge_fields import BY_NUMBER, TemplateKind, names_for, sample_context
 
 NUMBERED = re.compile(r"\[(\d{1,4})\]")
 MAX_TEMPLATE_CHARS = 100_000
@@ -109,6 +109,10 @@ def check_template(source: str, field_name: str, kind: TemplateKind) -> None:
         errors.append(FieldError(field_name, f"unknown merge field {{{{ {dotted} }}}} at line {line}"))
     if errors:
         raise InvalidInput("; ".join(e.message for e in errors), errors=errors)
+    try:
+        _environment(True).from_string(expanded).render(**sample_context(kind))
+    except Exception as exc:  # noqa: BLE001 - whatever stops the sample render would stop the send
+        raise InvalidInput.on(field_name, f"cannot be filled in: {type(exc).__name__}: {exc}") from None
 
 
 def render(source: str, context: Mapping[str, Any], *, html: bool) -> str:

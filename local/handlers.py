@@ -52,15 +52,17 @@ class FunctionImportError(RuntimeError):
 
 
 class Functions:
-    """The API functions of the template, loaded once per process.
+    """The template's functions, loaded once per process.
 
     Invocations run one at a time: each handler keeps per-container state (the resolver's current
-    event, metrics, cached clients) that Lambda never shares between concurrent requests.
+    event, metrics, the batch processor's results, cached clients) that Lambda never shares between
+    concurrent requests. `lock` is re-entrant, so a caller that must read that state after an
+    invocation (the queue poller) holds it around both.
     """
 
     def __init__(self, template: Template) -> None:
         self.template = template
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self.api_functions = sorted({route.function for route in template.routes()})
         self.import_errors: dict[str, str] = {}
 
@@ -83,6 +85,18 @@ class Functions:
             _modules[logical_id] = module
         return _modules[logical_id]
 
+    def load(self, logical_id: str) -> ModuleType | None:
+        """Import one function; None when it fails, reported as Lambda reports Runtime.ImportModuleError:
+        its traceback on stderr, the error in `import_errors`, and every invocation failing with it."""
+        try:
+            return self.module(logical_id)
+        except FunctionImportError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - reported, the other functions keep working
+            traceback.print_exc(file=sys.stderr)
+            self.import_errors[logical_id] = "".join(traceback.format_exception_only(exc)).strip()
+            return None
+
     def load_all(self) -> dict[str, ModuleType]:
         """Import every API function (after the environment is set) and drop what they cached before.
 
@@ -91,16 +105,14 @@ class Functions:
         """
         loaded: dict[str, ModuleType] = {}
         for logical in self.api_functions:
-            try:
-                loaded[logical] = self.module(logical)
-            except Exception as exc:  # noqa: BLE001 - reported, as Lambda reports Runtime.ImportModuleError
-                traceback.print_exc(file=sys.stderr)
-                self.import_errors[logical] = "".join(traceback.format_exception_only(exc)).strip()
+            module = self.load(logical)
+            if module is not None:
+                loaded[logical] = module
         self.clear_caches()
         return loaded
 
     def clear_caches(self) -> None:
-        for logical in self.api_functions:
+        for logical in self.template.functions():
             services = getattr(_modules.get(logical), "services", None)
             if callable(getattr(services, "cache_clear", None)):
                 services.cache_clear()  # type: ignore[union-attr]
@@ -113,5 +125,5 @@ class Functions:
             function_name=logical_id,
             invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{logical_id}",
         )
-        with self._lock:
+        with self.lock:
             return handler(event, context)

@@ -1,8 +1,11 @@
 """The whole system on this machine, no AWS account and no Docker: `python -m local.run` (`make run`).
 
-moto's server holds the template's tables and the passwords, a loopback SMTP server with STARTTLS and
-AUTH keeps every message as an .eml file, and an HTTP server routes the template's API to the real
-handlers. `start_stack()` does it in-process for tests; `main()` adds the banner and waits for a signal.
+moto's server holds the template's tables, queues and the passwords, a loopback SMTP server with
+STARTTLS and AUTH keeps every message as an .eml file, an HTTP server routes the template's API to the
+real handlers, and a poller feeds the outbox queue to the email worker as Lambda's SQS event source
+would. The demo tenant is seeded through the real handlers: its company settings, its three automated
+emails switched on, and work orders around tomorrow (no email is sent until you ask for it).
+`start_stack()` does it in-process for tests; `main()` adds the banner and waits for a signal.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import tomllib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
@@ -30,10 +33,12 @@ import requests
 import trustme
 from moto.server import ThreadedMotoServer
 
+from local import demo_data
 from local.events import ADMIN, http_event, json_request
 from local.handlers import Functions, add_layers_to_path, reset_shared_clients, shared_environment
 from local.http_server import LocalApiServer, match_route
 from local.openapi import docs_pages, openapi_document
+from local.outbox_poller import QueuePoller
 from local.smtp_server import LocalSmtpServer, ReceivedMessage, quiet_aiosmtpd
 from local.template import ROOT, Template
 
@@ -59,6 +64,7 @@ class StackConfig:
     smtp_username: str = "billing@demo.test"
     smtp_password: str = "demo-app-password"
     operator_ca_bundle: str | None = None  # MAILER_EXTRA_CA_BUNDLE given by the operator wins
+    retry_seconds: int = 2  # a failed outbox record comes back after this, not the queue's 12 minutes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackConfig:
@@ -179,7 +185,7 @@ def demo_settings(config: StackConfig) -> dict[str, Any]:
         "password": config.smtp_password,
         "from_name": "Demo Plumbing & Heating",
         "from_email": FROM_EMAIL,
-        "timezone": "America/Chicago",
+        "timezone": demo_data.TIMEZONE,
         "notify_email": "owner@demo.test",
     }
 
@@ -193,11 +199,20 @@ class LocalStack:
     moto: ThreadedMotoServer | None = None
     smtp: LocalSmtpServer | None = None
     api: LocalApiServer | None = None
+    pollers: list[QueuePoller] = field(default_factory=list)
     functions: Functions | None = None
     tls: TlsFiles | None = None
     modules: dict[str, ModuleType] = field(default_factory=dict)
     moto_url: str = ""
     ca_bundle: str = ""
+    demo_today: date | None = None  # the day the demo work orders were placed around
+
+    @property
+    def outbox(self) -> QueuePoller:
+        """The poller of the outbox queue (Lambda's event source of the email worker)."""
+        poller = next((p for p in self.pollers if p.source.queue == "OutboxQueue"), None)
+        assert poller is not None, "the stack is not started"
+        return poller
 
     @property
     def api_url(self) -> str:
@@ -220,6 +235,7 @@ class LocalStack:
             self._start_smtp()
             self._load_functions()
             self._seed()
+            self._start_pollers()
             self._start_api()
         except BaseException:
             self.stop()
@@ -288,16 +304,42 @@ class LocalStack:
         self.functions = Functions(self.template)
         self.modules = self.functions.load_all()
 
-    def _seed(self) -> None:
-        """Through the real handler, so the password goes to Secrets Manager as in production."""
+    def _seed_call(self, method: str, path: str, body: Any = None) -> Any:
+        """One request to the real handler as the demo admin, without HTTP; the decoded JSON answer."""
         assert self.functions is not None
-        path = "/settings/company"
-        match = match_route(self.template.routes(), "PUT", path)
-        assert match.route is not None, "template.yaml has no PUT /settings/{profile}"
-        request = json_request("PUT", path, match.route.path, demo_settings(self.config), profile="company")
+        match = match_route(self.template.routes(), method, path)
+        if match.route is None:
+            raise RuntimeError(f"template.yaml has no route for {method} {path}")
+        request = json_request(method, path, match.route.path, body, **match.path_parameters)
         result = self.functions.invoke(match.route.function, http_event(request, ADMIN))
         if result.get("statusCode") != 200:
-            raise RuntimeError(f"seeding the demo company settings failed: {result}")
+            raise RuntimeError(f"seeding the demo tenant failed: {method} {path} answered {result}")
+        return json.loads(result.get("body") or "null")
+
+    def _seed(self) -> None:
+        """Through the real handlers, so the password goes to Secrets Manager, the active reminder to the
+        index the noon run reads, and the work orders to the reminder index, as in production."""
+        self._seed_call("PUT", "/settings/company", demo_settings(self.config))
+        for automation_type in demo_data.AUTOMATION_TYPES:
+            path = f"/automations/{automation_type}"
+            self._seed_call("PUT", path, demo_data.activated(self._seed_call("GET", path)))
+        self.demo_today = demo_data.today_in(demo_settings(self.config)["timezone"])
+        for work_order_id, body in demo_data.demo_work_orders(self.demo_today).items():
+            self._seed_call("PUT", f"/work-orders/{work_order_id}", body)
+
+    def _start_pollers(self) -> None:
+        """Lambda's SQS event sources of the template (the outbox queue -> the email worker)."""
+        assert self.functions is not None
+        for source in self.template.queue_sources():
+            poller = QueuePoller(
+                self.functions,
+                self.template,
+                source,
+                endpoint_url=self.moto_url,
+                out=self.out,
+                retry_delay=self.config.retry_seconds,
+            )
+            self.pollers.append(poller.start())
 
     def _start_api(self) -> None:
         assert self.functions is not None
@@ -308,6 +350,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Idempotent; frees every port (moto's stop() alone leaves its socket open)."""
+        pollers, self.pollers = self.pollers, []
+        for poller in pollers:
+            poller.stop()
         api, self.api = self.api, None
         if api is not None:
             api.stop()
@@ -334,7 +379,7 @@ def _curl(method: str, url: str, body: Any = None, headers: Mapping[str, str] | 
     parts = ["curl -s"]
     if method != "GET":
         parts.append(f"-X {method}")
-    parts.append(url)
+    parts.append(shlex.quote(url))
     for name, value in (headers or {}).items():
         parts.append(f"-H {shlex.quote(f'{name}: {value}')}")
     if body is not None:
@@ -399,10 +444,65 @@ def banner(stack: LocalStack) -> str:
     ]
     for title, command in examples:
         lines += [f"  # {title}", f"  {command}", ""]
+    lines += automated_email_help(stack)
     failed = stack.functions.import_errors if stack.functions else {}
     for logical, error in failed.items():
-        lines += [f"  !! {logical} failed to import (its routes answer 500; traceback above): {error}"]
+        effect = (
+            "its routes answer 500"
+            if logical in stack.functions.api_functions  # type: ignore[union-attr]
+            else "its queue's messages fail until the dead-letter queue"
+        )
+        lines += [f"  !! {logical} failed to import ({effect}; traceback above): {error}"]
     return "\n".join(lines)
+
+
+def automated_email_help(stack: LocalStack) -> list[str]:
+    url, today = stack.api_url, stack.demo_today or demo_data.today_in()
+    tomorrow, next_week = today + timedelta(days=1), today + timedelta(days=7)
+    status = f"{url}/work-orders/WO-1001/status"
+    examples = [
+        (
+            f'Today\'s noon reminder run, now -> {{"queued": {len(demo_data.REMINDED)}}}: '
+            f"{', '.join(demo_data.REMINDED)} (run it again: 0)",
+            _curl("POST", f"{url}/automations/reminder/run", {}),
+        ),
+        (
+            f"The run of another day: {today + timedelta(days=6)} reminds WO-1004, on {next_week}",
+            _curl(
+                "POST", f"{url}/automations/reminder/run", {"date": (today + timedelta(days=6)).isoformat()}
+            ),
+        ),
+        (
+            "The technician is on the way -> the confirmation email",
+            _curl("POST", status, {"status": "en_route"}),
+        ),
+        ("The job is done -> the thank-you email", _curl("POST", status, {"status": "completed"})),
+        (
+            "What was sent for WO-1001 (kind automation), and the work order (confirmation_status)",
+            _curl("GET", f"{url}/emails?work_order_id=WO-1001")
+            + "\n  "
+            + _curl("GET", f"{url}/work-orders/WO-1001"),
+        ),
+        (
+            "WO-1005's customer wants texts -> queued: false, with the reason",
+            _curl("POST", f"{url}/work-orders/WO-1005/status", {"status": "en_route"}),
+        ),
+    ]
+    lines = [
+        "  Automated email: reminder, confirmation and thank-you are active for the demo company, with their",
+        f"  default wording (GET/PUT {url}/automations/{{type}}). Work orders WO-1001..WO-1007-2 are synced",
+        f"  around tomorrow, {tomorrow} ({demo_data.TIMEZONE}); nothing is sent until you ask:",
+        "",
+    ]
+    for title, command in examples:
+        lines += [f"  # {title}", f"  {command}", ""]
+    lines += [
+        f"  The emails land in {stack.mail_dir} (MAIL_DIR), one .eml each; this console prints a line per",
+        "  message received and per outbox message the worker handled (failed ones come back after",
+        f"  {stack.config.retry_seconds} s, and go to the dead-letter queue after the 5th try).",
+        "",
+    ]
+    return lines
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -50,6 +50,29 @@ class Route:
         return re.compile(f"^{regex}$")
 
 
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source of a function: Lambda polls `queue` and invokes `function` with batches."""
+
+    function: str
+    queue: str  # logical id
+    batch_size: int
+    report_failures: bool  # FunctionResponseTypes: [ReportBatchItemFailures]
+    max_receive_count: int | None  # the queue's redrive policy; None without a dead-letter queue
+    dead_letter_queue: str | None  # logical id
+
+
+def _logical_of(value: Any) -> str:
+    """The logical id behind !GetAtt X.Arn or !Ref X."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Fn::GetAtt":
+            return str(arg[0] if isinstance(arg, list) else arg.split(".", 1)[0])
+        if key == "Ref":
+            return str(arg)
+    raise ValueError(f"expected !GetAtt <queue>.Arn or !Ref <queue>, not {value!r}")
+
+
 @dataclass
 class LocalNames:
     """Physical names given to the template's resources on this machine."""
@@ -135,6 +158,29 @@ class Template:
                     found.append(Route(logical, props["Method"].upper(), props["Path"]))
         return found
 
+    def queue_sources(self) -> list[QueueSource]:
+        """The functions' SQS event sources, with the redrive policy of their queue."""
+        found = []
+        for logical, spec in self.functions().items():
+            for event in (spec["Properties"].get("Events") or {}).values():
+                if event["Type"] != "SQS":
+                    continue
+                props = event["Properties"]
+                responses = props.get("FunctionResponseTypes") or ()
+                queue = _logical_of(props["Queue"])
+                redrive = self.resources[queue].get("Properties", {}).get("RedrivePolicy") or {}
+                found.append(
+                    QueueSource(
+                        function=logical,
+                        queue=queue,
+                        batch_size=int(props.get("BatchSize") or 10),
+                        report_failures="ReportBatchItemFailures" in responses,
+                        max_receive_count=int(redrive["maxReceiveCount"]) if redrive else None,
+                        dead_letter_queue=_logical_of(redrive["deadLetterTargetArn"]) if redrive else None,
+                    )
+                )
+        return found
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """Globals' variables, then the function's own, resolved to this machine's names."""
         glob = self.body.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
@@ -184,10 +230,6 @@ class Template:
 
     def create_buckets(self, s3: Any) -> dict[str, str]:
         made = {}
-        for logical in self.of_type("AWS::SQS::Queue"):
-            self.names.queues.add(logical)
-            url = f"https://sqs.{self.names.region}.amazonaws.com/{self.names.account_id}/"
-            self.names.physical.setdefault(logical, url + self.names.queue_name(logical))
         for logical in self.of_type("AWS::S3::Bucket"):
             name = self.names.ref(logical)
             s3.create_bucket(Bucket=name)

@@ -6,6 +6,7 @@ this again changes nothing unless the bodies or the base event change.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -35,8 +36,56 @@ UNSAVED = {k: v for k, v in OFFICE365.items() if k not in ("notify_email", "time
 }
 
 
+INVOICE = {
+    "type": "invoice",
+    "number": "INV-1001",
+    "customer_name": "Dana Whitfield",
+    "amount": "1250.00",
+    "currency": "USD",
+    "due_date": "2026-12-01",
+}
+INVOICE_WORDING = {
+    "subject": "Invoice [51] from [40]",
+    "body_html": "<p>Dear {{ document.customer_name }},</p><p>Invoice {{ document.number }} for "
+    "{{ document.amount }} is attached, due {{ document.due_date }}.</p><p>{{ sender.name }}</p>",
+}
+UPLOAD = {"filename": "INV-1001.pdf", "content_type": "application/pdf", "size": 48213}
+EMAIL_ID = "01KAW3M0Q8ZC6V9D5XG8T2B4RN"
+DOCUMENT_EMAIL = {
+    "document": INVOICE,
+    "to": ["dana.whitfield@example.com"],
+    "cc": [],
+    "bcc": [],
+    "subject": None,
+    "body_html": None,
+    "attachments": [{"upload_id": "01KAW3KZ4T7M2Q9X8B6N5C3D1E"}],
+    "sender": "auto",
+}
+REMINDER = {
+    "active": True,
+    "days_before": 1,
+    "subject": "Reminder: your appointment on [20], [21]",
+    "body_html": "<p>Hello {{ customer.first_name }},</p><p>We will see you on [21] at "
+    "{{ work_order.arrival_window }}.</p><p>{{ company.name }}</p>",
+}
+WORK_ORDER = {
+    "number": "WO-1001",
+    "status": "scheduled",
+    "confirmation_status": "none",
+    "scheduled_start": "2026-11-24T09:00:00-06:00",
+    "scheduled_end": "2026-11-24T11:00:00-06:00",
+    "parent_id": None,
+    "customer": {"name": "Dana Whitfield", "email": "dana.whitfield@example.com", "contact_method": "email"},
+    "technician": {"name": "Luis Ortega", "photo_upload_id": None},
+    "site_address": "1420 W Elm St, Springfield",
+    "description": "Annual furnace tune-up",
+}
+
+
 def samples() -> dict[str, HttpRequest]:
     settings, test = "/settings/{profile}", "/settings/{profile}/test"
+    doc_template, automation = "/document-templates/{document_type}", "/automations/{automation_type}"
+    work_order = "/work-orders/{work_order_id}"
     return {
         "providers-get": json_request("GET", "/providers", "/providers"),
         "settings-get": json_request("GET", "/settings/company", settings, profile="company"),
@@ -46,6 +95,60 @@ def samples() -> dict[str, HttpRequest]:
             "POST", "/settings/company/test", test, {"to": "owner@acme.example"}, profile="company"
         ),
         "test-unsaved": json_request("POST", "/settings/test", "/settings/test", UNSAVED),
+        "merge-fields-get": json_request("GET", "/merge-fields", "/merge-fields"),
+        "document-templates-list": json_request("GET", "/document-templates", "/document-templates"),
+        "document-template-get": json_request(
+            "GET", "/document-templates/invoice", doc_template, document_type="invoice"
+        ),
+        "document-template-put": json_request(
+            "PUT", "/document-templates/invoice", doc_template, INVOICE_WORDING, document_type="invoice"
+        ),
+        "document-template-delete": json_request(
+            "DELETE", "/document-templates/invoice", doc_template, document_type="invoice"
+        ),
+        "document-upload": json_request("POST", "/documents/uploads", "/documents/uploads", UPLOAD),
+        "document-preview": json_request(
+            "POST", "/documents/preview", "/documents/preview", {"document": INVOICE, "sender": "auto"}
+        ),
+        "document-email": json_request("POST", "/documents/email", "/documents/email", DOCUMENT_EMAIL),
+        "emails-list": HttpRequest(
+            method="GET",
+            path="/emails",
+            route="/emails",
+            query={"document_type": "invoice", "document_number": "INV-1001", "limit": "25"},
+        ),
+        "email-get": json_request("GET", f"/emails/{EMAIL_ID}", "/emails/{email_id}", email_id=EMAIL_ID),
+        "email-resend": json_request(
+            "POST", f"/emails/{EMAIL_ID}/resend", "/emails/{email_id}/resend", email_id=EMAIL_ID
+        ),
+        "automations-list": json_request("GET", "/automations", "/automations"),
+        "automation-get": json_request(
+            "GET", "/automations/reminder", automation, automation_type="reminder"
+        ),
+        "automation-put": json_request(
+            "PUT", "/automations/reminder", automation, REMINDER, automation_type="reminder"
+        ),
+        "automation-preview": json_request(
+            "POST",
+            "/automations/reminder/preview",
+            automation + "/preview",
+            {"work_order_id": "WO-1001"},
+            automation_type="reminder",
+        ),
+        "reminder-run": json_request(
+            "POST", "/automations/reminder/run", "/automations/reminder/run", {"date": "2026-11-23"}
+        ),
+        "work-order-put": json_request(
+            "PUT", "/work-orders/WO-1001", work_order, WORK_ORDER, work_order_id="WO-1001"
+        ),
+        "work-order-get": json_request("GET", "/work-orders/WO-1001", work_order, work_order_id="WO-1001"),
+        "work-order-status": json_request(
+            "POST",
+            "/work-orders/WO-1001/status",
+            work_order + "/status",
+            {"status": "en_route", "notify": True},
+            work_order_id="WO-1001",
+        ),
     }
 
 
@@ -57,10 +160,54 @@ def stable(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def other_events() -> dict[str, dict[str, Any]]:
+    """The events of the functions that are not behind the API: the schedule and the queue."""
+    body = {
+        "tenant_id": "demo",
+        "automation": "reminder",
+        "work_order_id": "WO-1001",
+        "occurrence": "2026-11-24",
+    }
+    return {
+        "reminder-schedule": {
+            "version": "0",
+            "id": "5f1a9e3c-7d2b-4c8e-9a61-0b3e2d4f5a67",
+            "detail-type": "Scheduled Event",
+            "source": "aws.scheduler",
+            "account": "123456789012",
+            "time": "2026-11-23T18:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": "{}",
+        },
+        "outbox-batch": {
+            "Records": [
+                {
+                    "messageId": "7b0c3f7e-9a1d-4d6b-8f3e-2c5a1b9d0e41",
+                    "receiptHandle": "sample-receipt-handle",
+                    "body": json.dumps(body),
+                    "attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": "1795435200000",
+                        "SenderId": "123456789012",
+                        "ApproximateFirstReceiveTimestamp": "1795435200100",
+                    },
+                    "messageAttributes": {},
+                    "md5OfBody": hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:company-mail-OutboxQueue",
+                    "awsRegion": "us-east-1",
+                }
+            ]
+        },
+    }
+
+
 def main() -> None:
-    for name, request in samples().items():
+    written = {name: stable(http_event(request, ADMIN)) for name, request in samples().items()}
+    for name, event in (written | other_events()).items():
         path = EVENTS / f"{name}.json"
-        path.write_text(json.dumps(stable(http_event(request, ADMIN)), indent=2) + "\n")
+        path.write_text(json.dumps(event, indent=2) + "\n")
         print(path.relative_to(ROOT))
 
 

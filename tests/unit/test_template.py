@@ -37,3 +37,17 @@ def test_ids_sort_by_creation_time():
     ids = [new_id(now_ms=t) for t in (1_000, 2_000, 3_000_000_000_000)]
 
     assert ids == sorted(ids) and len(set(ids)) == 3 and all(len(i) == 26 for i in ids)
+
+
+def test_every_route_has_a_sample_event_for_sam_local_invoke():
+    import json
+
+    from local.template import ROOT
+
+    sampled = set()
+    for path in (ROOT / "events").glob("*.json"):
+        event = json.loads(path.read_text())
+        if "routeKey" in event and path.name != "api-base.json":
+            sampled.add(event["routeKey"])
+
+    assert {f"{r.method} {r.path}" for r in Template().routes()} <= sampled

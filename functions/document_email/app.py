@@ -16,7 +16,6 @@ from mailer.api import current_caller, install_problem_handlers, problem_respons
 from mailer.config import MailerConfig
 from mailer.document_email import Rendered, UploadRequest, UploadTicket
 from mailer.documents import DocumentEmailRequest, DocumentPreviewRequest, DocumentType
-from mailer.errors import InvalidInput
 from mailer.sent_log import SentLogEntry
 from mailer.services import Services
 
@@ -83,15 +82,8 @@ def list_emails(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> EmailPage:
-    caller = current_caller(app)
-    if (document_type is None) != (document_number is None):
-        raise InvalidInput.on(
-            "document_number" if document_type else "document_type",
-            "document_type and document_number go together",
-        )
-    document = (document_type, document_number) if document_type and document_number else None
-    items, next_cursor = services().sent_log.list(
-        caller.tenant_id, document=document, work_order_id=work_order_id, limit=limit, cursor=cursor
+    items, next_cursor = services().documents.list(
+        current_caller(app), document_type, document_number, work_order_id, limit=limit, cursor=cursor
     )
     return EmailPage(items=items, next_cursor=next_cursor)
 

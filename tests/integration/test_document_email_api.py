@@ -389,3 +389,9 @@ def test_preview_shows_what_would_be_sent(api, company):
     assert status == 200
     assert body["subject"] == "Estimate INV-1001 from Acme Plumbing"
     assert "$1,250.00" in body["html"] and "$1,250.00" in body["text"]
+
+
+def test_listing_by_document_needs_both_type_and_number(api):
+    status, body, _ = api.call("GET", "/emails", query={"document_type": "invoice"})
+
+    assert status == 422 and body["errors"][0]["field"] == "document_number"

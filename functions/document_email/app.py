@@ -45,7 +45,7 @@ def services() -> Services:
     responses={
         201: {"description": "Upload address", "content": {"application/json": {"model": UploadTicket}}}
     }
-    | problem_responses(413),
+    | problem_responses(413, success=None),
 )
 def create_upload(body: UploadRequest) -> Response[UploadTicket]:
     ticket = services().documents.create_upload(current_caller(app), body)

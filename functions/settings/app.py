@@ -59,7 +59,7 @@ def put_settings(profile: Profile, settings: SettingsInput) -> SettingsView:
     "/settings/<profile>",
     summary="Delete email settings and their password",
     tags=["settings"],
-    responses={204: {"description": "Deleted"}, **problem_responses(404)},
+    responses={204: {"description": "Deleted", "content": {}}, **problem_responses(404, success=None)},
 )
 def delete_settings(profile: Profile) -> Response[None]:
     services().settings.delete(current_caller(app), profile)

@@ -119,6 +119,7 @@ class Outbox:
         self.sqs = aws.client("sqs")
         self.url = template.names.ref("OutboxQueue")
         self.worker = load_function(template, "EmailWorkerFunction")
+        self.worker.services.cache_clear()  # a fresh container for each test
 
     def receive(self) -> list[dict]:
         messages = []

@@ -102,7 +102,8 @@ def test_message_id_is_on_the_sender_domain_and_automated_mail_is_marked():
     [
         ("subject", {"subject": "Hi\r\nBcc: victim@x.example"}),
         ("to", {"to": ["a@x.example\nBcc: v@x.example"]}),
-        ("from_email", {"sender": Sender("billing@acme.example", "Acme\rX-Evil: 1")}),
+        ("from_name", {"sender": Sender("billing@acme.example", "Acme\rX-Evil: 1")}),
+        ("subject", {"subject": "Hi\u2028Bcc: victim@x.example"}),
         ("filename", {"attachments": [Attachment("a\nb.pdf", b"%PDF")]}),
     ],
 )

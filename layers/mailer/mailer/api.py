@@ -36,8 +36,13 @@ class Problem(BaseModel):
     transient: bool | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int, Any]:
-    """OpenAPI `responses` entries for the problem statuses a route can answer."""
+def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, Any]:
+    """OpenAPI `responses` entries for the problem statuses a route can answer, and its success.
+
+    Powertools documents the handler's return type only when a route gives no `responses`: the
+    success entry is listed here without content, so Powertools fills in the return type. A route
+    whose success is not 200 passes success=None and documents its own (201, 204).
+    """
     descriptions = {
         401: "Not signed in",
         403: "Not allowed for this caller",
@@ -49,10 +54,13 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         502: "The mail server refused the send",
         503: "A backing service is unavailable; retry",
     }
-    return {
+    responses: dict[int, Any] = {
         s: {"description": descriptions[s], "content": {PROBLEM_JSON: {"model": Problem}}}
         for s in (401, 403, 422, 503, *statuses)
     }
+    if success is not None:
+        responses[success] = {"description": "Success"}
+    return responses
 
 
 def problem(
@@ -110,6 +118,13 @@ def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> Non
         logger.info("request rejected", extra={"fields": [e.field for e in errors]})
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem(422, "Invalid request", detail, errors)
+
+    @app.exception_handler(UnicodeDecodeError)
+    def _undecodable(exc: UnicodeDecodeError) -> Response:
+        # API Gateway hands a body that is not UTF-8 over base64-encoded; Powertools decodes it as
+        # UTF-8 before validation and raises this.
+        errors = [FieldError("body", "is not valid UTF-8 JSON")]
+        return problem(422, "Invalid request", "body: is not valid UTF-8 JSON", errors)
 
     @app.not_found
     def _not_found(_exc: NotFoundError) -> Response:

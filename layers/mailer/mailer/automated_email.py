@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from mailer.attachment_store import AttachmentStore
 from mailer.automations import ACTIVE_INDEX_PK, Automation, AutomationService
 from mailer.config import MailerConfig
-from mailer.errors import DeliveryFailed, Failure, MailerError, NotFound
+from mailer.errors import DeliveryFailed, Failure, MailerError, NotFound, ServiceUnavailable
 from mailer.html_text import html_to_text
 from mailer.identity import Caller
 from mailer.ids import new_id
@@ -18,6 +18,7 @@ from mailer.ledger_store import LedgerStore
 from mailer.merge_fields import company_values, long_date, sample_context
 from mailer.message import InlineImage, OutgoingMessage, Sender, build_message
 from mailer.outbox import OutboxMessage, OutboxQueue
+from mailer.secret_store import SecretMissing
 from mailer.sending import transport_for
 from mailer.sent_log import SentLogEntry
 from mailer.sent_log_store import SentLogStore
@@ -133,7 +134,11 @@ class AutomatedEmail:
         fresh = [m for m in messages if m.ledger_key not in done]
         failed = self.outbox.send(fresh)
         if failed:
+            # The ledger does not hold them, so the next run queues them: say so, do not look idle.
             self.logger.error("reminders not queued", extra={"count": len(failed)})
+            raise ServiceUnavailable(
+                f"{len(failed)} reminders could not be queued ({len(fresh) - len(failed)} were); run again."
+            )
         return len(fresh) - len(failed)
 
     # status changes
@@ -143,10 +148,16 @@ class AutomatedEmail:
         work_order = self.work_orders.get(caller.tenant_id, work_order_id)
         if work_order is None:
             raise NotFound(f"No work order {work_order_id}.")
-        previous = work_order.status
+        previous = work_order
         work_order = work_order.model_copy(update={"status": change.status, "updated_at": utc_now()})
         self.work_orders.put(caller.tenant_id, work_order)
-        return work_order, self._status_email(caller.tenant_id, work_order, change, previous)
+        try:
+            email = self._status_email(caller.tenant_id, work_order, change, previous.status)
+        except ServiceUnavailable:
+            # The caller is told to retry; the retry must find the old status, or it queues nothing.
+            self.work_orders.put(caller.tenant_id, previous)
+            raise
+        return work_order, email
 
     def _status_email(
         self, tenant_id: str, work_order: WorkOrder, change: StatusChange, previous: str
@@ -256,6 +267,9 @@ class OutboxWorker:
                 hint="The company has no email settings: an administrator must save them "
                 "under /settings/company.",
             )
+            return self._failed(message, work_order, failure, receive_count)
+        except SecretMissing as exc:
+            failure = Failure(stage="auth", category="password_missing", transient=False, hint=exc.detail)
             return self._failed(message, work_order, failure, receive_count)
         except MailerError:
             # Settings, password or photo could not be read: nothing reached the server, so the

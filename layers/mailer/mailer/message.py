@@ -59,16 +59,21 @@ class OutgoingMessage:
         return self._bytes
 
 
+# Every character str.splitlines() breaks on: the email package refuses them all in a header value
+# (with a bare ValueError, a 500), so they are refused here, naming the field.
+LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _checked(field_name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise InvalidInput.on(field_name, "must not contain line breaks (CR or LF)")
+    if not LINE_BREAKS.isdisjoint(value):
+        raise InvalidInput.on(field_name, "must not contain line breaks (CR, LF or another line separator)")
     return value
 
 
-def _address(field_name: str, email: str, name: str | None = None) -> Address:
+def _address(field_name: str, email: str, name: str | None = None, name_field: str | None = None) -> Address:
     _checked(field_name, email)
     try:
-        return Address(display_name=_checked(field_name, name or ""), addr_spec=email)
+        return Address(display_name=_checked(name_field or field_name, name or ""), addr_spec=email)
     except (ValueError, IndexError, TypeError) as exc:
         raise InvalidInput.on(field_name, f"not a usable address: {exc}") from None
 
@@ -92,7 +97,7 @@ def build_message(
     if not to:
         raise InvalidInput.on("to", "at least one recipient is required")
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = _address("from_email", sender.from_email, sender.from_name)
+    msg["From"] = _address("from_email", sender.from_email, sender.from_name, "from_name")
     msg["To"] = [_address("to", addr) for addr in to]
     if cc:
         msg["Cc"] = [_address("cc", addr) for addr in cc]

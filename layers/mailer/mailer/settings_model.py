@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from mailer.errors import FieldError, InvalidInput
+from mailer.message import LINE_BREAKS
 from mailer.providers import PROVIDERS
 
 Profile = Literal["company", "me"]
@@ -23,9 +24,9 @@ _HOSTNAME = re.compile(
 
 
 def reject_line_breaks(value: str) -> str:
-    """Header values with CR or LF would let a caller add headers of their own."""
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain line breaks (CR or LF)")
+    """Header values with line breaks would let a caller add headers of their own."""
+    if not LINE_BREAKS.isdisjoint(value):
+        raise ValueError("must not contain line breaks (CR, LF or another line separator)")
     return value
 
 

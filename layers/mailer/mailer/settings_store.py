@@ -29,12 +29,13 @@ class SettingsStore:
         return aws_clients.dynamodb_table(self.table_name)
 
     @staticmethod
-    def _key(tenant_id: str, profile_key: str) -> dict[str, str]:
-        return {"pk": tenant_pk(tenant_id), "sk": f"SETTINGS#{profile_key}"}
+    def _key(tenant_id: str, sort_key: str) -> dict[str, str]:
+        """Callers pass the whole sort key: SETTINGS#company, AUTOMATION#reminder, DOCTEMPLATE#invoice."""
+        return {"pk": tenant_pk(tenant_id), "sk": sort_key}
 
-    def get(self, tenant_id: str, profile_key: str) -> dict[str, Any] | None:
+    def get(self, tenant_id: str, sort_key: str) -> dict[str, Any] | None:
         try:
-            item = self._table.get_item(Key=self._key(tenant_id, profile_key), ConsistentRead=True).get(
+            item = self._table.get_item(Key=self._key(tenant_id, sort_key), ConsistentRead=True).get(
                 "Item"
             )
         except (ClientError, BotoCoreError):

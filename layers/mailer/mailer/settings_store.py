@@ -35,9 +35,7 @@ class SettingsStore:
 
     def get(self, tenant_id: str, sort_key: str) -> dict[str, Any] | None:
         try:
-            item = self._table.get_item(Key=self._key(tenant_id, sort_key), ConsistentRead=True).get(
-                "Item"
-            )
+            item = self._table.get_item(Key=self._key(tenant_id, sort_key), ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be read; try again shortly.") from None
         return None if item is None else _without_keys(item)

@@ -104,6 +104,7 @@ def test_message_id_is_on_the_sender_domain_and_automated_mail_is_marked():
         ("to", {"to": ["a@x.example\nBcc: v@x.example"]}),
         ("from_name", {"sender": Sender("billing@acme.example", "Acme\rX-Evil: 1")}),
         ("subject", {"subject": "Hi\u2028Bcc: victim@x.example"}),
+        ("from_name", {"sender": Sender("billing@acme.example", " \x1f\x80")}),  # folds into a raw =?utf-8?
         ("filename", {"attachments": [Attachment("a\nb.pdf", b"%PDF")]}),
     ],
 )

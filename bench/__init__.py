@@ -1,0 +1,1 @@
+"""Benchmarks: send throughput, worker throughput, reminder fan-out, cold start and memory (`make bench`)."""

@@ -43,29 +43,10 @@ from bench.common import (
 )
 from bench.send_throughput import project_one_connection
 from bench.smtp_sink import SinkServer
+from local.events import sqs_event
 
 MESSAGES = 1000
 BATCH = 10
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """The SQS event Lambda hands the function (as tests/integration/test_automated_email.py builds it)."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
 
 
 class WorkerRound:

@@ -111,3 +111,46 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-east-1") -> dict[str, Any]:
+    """The event Lambda builds from a ReceiveMessage result for an SQS-triggered function."""
+    return {"Records": [sqs_record(m, queue_arn, region) for m in messages]}
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of the event Lambda builds from a ReceiveMessage result."""
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {k: str(v) for k, v in (message.get("Attributes") or {}).items()},
+        "messageAttributes": {
+            name: _lambda_attribute(value) for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return record
+
+
+def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """SQS's {"StringValue", "DataType"} as Lambda spells it: {"stringValue", "dataType", ...}."""
+
+    def b64(data: bytes | str) -> str:
+        return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode("ascii")
+
+    converted: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues") or []),
+        "binaryListValues": [b64(v) for v in value.get("BinaryListValues") or []],
+        "dataType": value["DataType"],
+    }
+    if "StringValue" in value:
+        converted["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        converted["binaryValue"] = b64(value["BinaryValue"])
+    return converted

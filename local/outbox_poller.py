@@ -11,7 +11,6 @@ it to the dead-letter queue, as SQS would.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import sys
@@ -26,6 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.events import sqs_event
 from local.handlers import FunctionImportError, Functions
 from local.template import QueueSource, Template
 
@@ -39,44 +39,6 @@ class RecordResult:
     ok: bool
     detail: str  # the worker's outcome, or why the record failed
     receive_count: int
-
-
-def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
-    """One record of the event Lambda builds from a ReceiveMessage result."""
-    record: dict[str, Any] = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {k: str(v) for k, v in (message.get("Attributes") or {}).items()},
-        "messageAttributes": {
-            name: _lambda_attribute(value) for name, value in (message.get("MessageAttributes") or {}).items()
-        },
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    }
-    if message.get("MD5OfMessageAttributes"):
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
-
-
-def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
-    """SQS's {"StringValue", "DataType"} as Lambda spells it: {"stringValue", "dataType", ...}."""
-
-    def b64(data: bytes | str) -> str:
-        return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode("ascii")
-
-    converted: dict[str, Any] = {
-        "stringListValues": list(value.get("StringListValues") or []),
-        "binaryListValues": [b64(v) for v in value.get("BinaryListValues") or []],
-        "dataType": value["DataType"],
-    }
-    if "StringValue" in value:
-        converted["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        converted["binaryValue"] = b64(value["BinaryValue"])
-    return converted
 
 
 def failed_ids(result: Any, message_ids: list[str]) -> set[str] | None:
@@ -239,7 +201,7 @@ class QueuePoller:
 
     def handle_batch(self, messages: list[dict[str, Any]]) -> list[RecordResult]:
         """Invoke the function with one batch and settle every record as Lambda would."""
-        records = [lambda_record(m, self.queue_arn, self.region) for m in messages]
+        records = sqs_event(messages, self.queue_arn, self.region)["Records"]
         ids = [r["messageId"] for r in records]
         reasons: dict[str, str] = {}
         failed: set[str] | None

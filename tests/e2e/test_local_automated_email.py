@@ -21,7 +21,8 @@ import pytest
 import requests
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
-from local.outbox_poller import QueuePoller, failed_ids, lambda_record
+from local.events import sqs_record
+from local.outbox_poller import QueuePoller, failed_ids
 from local.run import LocalStack, StackConfig, start_stack
 from local.smtp_server import ReceivedMessage, free_port
 
@@ -317,7 +318,7 @@ class TestOutboxPoller:
             QueueUrl=url, MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]
         )["Messages"]
 
-        record = lambda_record(received, "arn:aws:sqs:us-east-1:123456789012:shape-check", "us-east-1")
+        record = sqs_record(received, "arn:aws:sqs:us-east-1:123456789012:shape-check", "us-east-1")
 
         assert {
             "messageId",

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from local.events import USER, FakeContext
+from local.events import USER, FakeContext, sqs_event
 from local.smtp_server import RecordingHandler
 from tests.conftest import load_function
 
@@ -137,22 +137,7 @@ class Outbox:
 
     @staticmethod
     def event(messages: list[dict]) -> dict:
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:local-OutboxQueue",
-                    "awsRegion": "us-east-1",
-                }
-                for m in messages
-            ]
-        }
+        return sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:local-OutboxQueue")
 
     def invoke(self, messages: list[dict]) -> list[str]:
         response = self.worker.lambda_handler(self.event(messages), FakeContext())

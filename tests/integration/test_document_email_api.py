@@ -282,9 +282,10 @@ def test_resend_after_the_attachment_expired_is_410(api, company, mail_server, a
     for item in aws.client("s3").list_objects_v2(Bucket=bucket)["Contents"]:
         aws.client("s3").delete_object(Bucket=bucket, Key=item["Key"])
 
-    status, _body, _ = api.call("POST", f"/emails/{first['id']}/resend")
+    status, body, _ = api.call("POST", f"/emails/{first['id']}/resend")
 
-    assert status in (404, 410)
+    assert status == 410 and body["errors"][0]["field"] == "attachments[0].upload_id"
+    assert "upload it again" in body["detail"]
     assert len(mail_server.messages) == 1
 
 

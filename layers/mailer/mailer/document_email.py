@@ -154,11 +154,17 @@ class DocumentEmailService:
 
     # attachments
     def _load_attachments(
-        self, caller: Caller, request: DocumentEmailRequest
+        self, caller: Caller, request: DocumentEmailRequest, *, resending: bool = False
     ) -> tuple[list[Attachment], list[Any]]:
         found: list[tuple[int, StoredUpload]] = []
         for index, ref in enumerate(request.attachments):
             upload = self.attachments.find(caller.tenant_id, ref.upload_id)
+            if upload is None and resending:
+                # The sent log proves the file was there: it has expired (AttachmentRetentionDays).
+                raise Gone(
+                    "An attachment of this email is no longer kept; upload it again and send a new email.",
+                    errors=[_field(f"attachments[{index}].upload_id", "expired")],
+                )
             if upload is None:
                 raise NotFound(
                     f"No upload {ref.upload_id} for this company.",
@@ -200,7 +206,7 @@ class DocumentEmailService:
     ) -> SentLogEntry:
         request.check()
         profile, company = self._sender(caller, request.sender)
-        attachments, infos = self._load_attachments(caller, request)
+        attachments, infos = self._load_attachments(caller, request, resending=resent_from is not None)
         rendered = self.render(caller, request)
         archive = [b for b in (company.bcc if company else None, profile.settings.bcc) if b]
         bcc = list(dict.fromkeys([*request.bcc, *archive]))

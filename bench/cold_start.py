@@ -337,7 +337,7 @@ def measure_memory(template: Any, tmp: Path, traced: bool) -> dict[str, dict[str
             AWS_SECRET_ACCESS_KEY="testing",
             AWS_DEFAULT_REGION="us-east-1",
         )
-        from mailer import aws_clients
+        from mailer.dal import clients as aws_clients
 
         aws_clients.reset()
         with SinkServer(tls) as sink:

@@ -326,7 +326,7 @@ def work_order_body(number: str, start: date, **changes: Any) -> dict[str, Any]:
 
 def contexts(count: int) -> list[dict[str, Any]]:
     """The merge-field context of `count` reminders, built as AutomatedEmail.render builds it."""
-    from mailer.work_orders import WorkOrder, work_order_context
+    from mailer.work_orders.models import WorkOrder, work_order_context
 
     zone = ZoneInfo(ZONE)
     today = datetime.combine(RUN_DATE, datetime.min.time(), zone)
@@ -347,9 +347,9 @@ def contexts(count: int) -> list[dict[str, Any]]:
 def seed_work_orders(table_name: str, tenant_id: str, bodies: Iterable[dict[str, Any]]) -> int:
     """Write work orders with the exact item WorkOrderStore.put makes, through one batch writer
     (25 items a BatchWriteItem) instead of one PutItem each."""
-    from mailer import aws_clients
-    from mailer.work_order_store import WorkOrderStore
-    from mailer.work_orders import WorkOrder
+    from mailer.dal import clients as aws_clients
+    from mailer.dal.work_orders_table import WorkOrderStore
+    from mailer.work_orders.models import WorkOrder
 
     class BatchStore(WorkOrderStore):
         """WorkOrderStore whose table is the batch writer: `put` builds the item, the writer batches it."""
@@ -387,9 +387,9 @@ def company_settings(port: int) -> dict[str, Any]:
 
 def setup_tenant(services: Any, tenant_id: str, smtp_port: int) -> None:
     """Company settings (password to Secrets Manager) and an active reminder, through the layer's services."""
-    from mailer.automations import AutomationInput
+    from mailer.automations.models import AutomationInput
     from mailer.identity import Caller
-    from mailer.settings_model import SettingsInput
+    from mailer.settings.models import SettingsInput
 
     admin = Caller(tenant_id=tenant_id, user_id="admin", email="admin@acme.example", is_admin=True)
     services.settings.save(admin, "company", SettingsInput.model_validate(company_settings(smtp_port)))

@@ -115,7 +115,7 @@ def run(rounds: int = 2, sizes: tuple[int, ...] = SIZES, report: Report | None =
     import boto3
     from moto import mock_aws
 
-    from mailer import aws_clients
+    from mailer.dal import clients as aws_clients
 
     fake_aws_environment()
     report = report or Report("3. reminder fan-out")

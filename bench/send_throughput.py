@@ -1,6 +1,7 @@
 """1. Send throughput: 1,000 reminders rendered, built and sent over one STARTTLS + AUTH connection.
 
-The project's path (mailer.templating.render / render_subject -> mailer.message.build_message ->
+The project's path (mailer.templating.engine.render / render_subject ->
+mailer.delivery.message.build_message ->
 SmtpTransport.send_messages, one connection) against
   (a) smtplib sending the same messages as pre-built bytes over one connection (the practical limit),
   (b) Django's SMTP backend send_messages with EmailMultiAlternatives (same rendering, Django builds),
@@ -50,8 +51,8 @@ HOST = "127.0.0.1"
 
 def render_and_build(context: dict[str, Any], attachment: Any) -> Any:
     """What the worker does per message: render subject, HTML and text, then build the MIME message."""
-    from mailer.message import Sender, build_message
-    from mailer.templating import render, render_subject
+    from mailer.delivery.message import Sender, build_message
+    from mailer.templating.engine import render, render_subject
 
     return build_message(
         sender=Sender(ACCOUNT, "Acme Plumbing", None),
@@ -65,7 +66,7 @@ def render_and_build(context: dict[str, Any], attachment: Any) -> Any:
 
 
 def project_transport(port: int, ca_bundle: str) -> Any:
-    from mailer.smtp_transport import SmtpServer, SmtpTransport
+    from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
 
     return SmtpTransport(
         SmtpServer(HOST, port, "starttls", ACCOUNT), PASSWORD, extra_ca_bundle=ca_bundle, from_email=ACCOUNT
@@ -73,7 +74,7 @@ def project_transport(port: int, ca_bundle: str) -> Any:
 
 
 def _delivered(outcomes: list[Any]) -> None:
-    from mailer.transport import Delivery
+    from mailer.delivery.transports.base import Delivery
 
     bad = [o for o in outcomes if not isinstance(o, Delivery) or o.refused]
     if bad:
@@ -113,7 +114,7 @@ def smtplib_prebuilt(
 def django_send(ctxs: list[dict[str, Any]], attachment: Any, backend: Any) -> None:
     from django.core.mail import EmailMultiAlternatives
 
-    from mailer.templating import render, render_subject
+    from mailer.templating.engine import render, render_subject
 
     with backend:  # one connection for all of them
         for start in range(0, len(ctxs), CHUNK):
@@ -162,8 +163,8 @@ def measure_variant(
     """Seconds per round for every contender. Each contender sends `messages` messages in all, a
     slice of messages/rounds per round, the contenders alternating round by round."""
     from bench import django_peer
-    from mailer.templating import render, render_subject
-    from mailer.tls import client_context
+    from mailer.delivery.tls import client_context
+    from mailer.templating.engine import render, render_subject
 
     ctxs = contexts(messages)
     size = messages // rounds
@@ -214,7 +215,7 @@ def measure_variant(
 
 
 def run(rounds: int = 5, messages: int = MESSAGES, report: Report | None = None) -> Report:
-    from mailer.message import Attachment
+    from mailer.delivery.message import Attachment
 
     fake_aws_environment()
     report = report or Report("1. send throughput")

@@ -128,8 +128,8 @@ def run(
     from moto import mock_aws
 
     from local.template import Template
-    from mailer import aws_clients
-    from mailer.tls import client_context
+    from mailer.dal import clients as aws_clients
+    from mailer.delivery.tls import client_context
 
     fake_aws_environment()
     report = report or Report("2. worker throughput")

@@ -40,8 +40,8 @@ def shared_environment(template: Template) -> dict[str, str]:
 
 def reset_shared_clients() -> None:
     """Forget boto3 clients and TLS contexts cached by the layer: they point at an old endpoint or CA."""
-    from mailer import aws_clients
-    from mailer.tls import client_context
+    from mailer.dal import clients as aws_clients
+    from mailer.delivery.tls import client_context
 
     aws_clients.reset()
     client_context.cache_clear()

@@ -18,8 +18,8 @@ from moto import mock_aws
 
 from local.events import ADMIN, FakeContext, HttpRequest, Identity, http_event
 from local.template import Template
-from mailer import aws_clients
-from mailer.tls import client_context
+from mailer.dal import clients as aws_clients
+from mailer.delivery.tls import client_context
 
 _loaded: dict[str, ModuleType] = {}
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 
 from mailer.api import current_caller, install_problem_handlers, problem_responses
 from mailer.config import MailerConfig
-from mailer.document_email import Rendered, UploadRequest, UploadTicket
-from mailer.documents import DocumentEmailRequest, DocumentPreviewRequest, DocumentType
-from mailer.sent_log import SentLogEntry
+from mailer.documents.models import DocumentEmailRequest, DocumentPreviewRequest, DocumentType
+from mailer.documents.service import Rendered, UploadRequest, UploadTicket
+from mailer.sent_log.models import SentLogEntry
 from mailer.services import Services
 
 logger = Logger()

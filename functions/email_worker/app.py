@@ -10,9 +10,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailer.automated_email import OutboxWorker
+from mailer.automations.engine import OutboxWorker
+from mailer.automations.outbox import OutboxMessage
 from mailer.config import MailerConfig
-from mailer.outbox import OutboxMessage
 from mailer.services import Services
 
 logger = Logger()

@@ -12,14 +12,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from mailer.api import current_caller, install_problem_handlers, problem_responses
-from mailer.automations import Automation, AutomationInput, AutomationType
+from mailer.automations.models import Automation, AutomationInput, AutomationType
 from mailer.config import MailerConfig
-from mailer.documents import DocumentTemplate, DocumentTemplateInput, DocumentType
+from mailer.delivery.providers import PROVIDERS
+from mailer.documents.models import DocumentTemplate, DocumentTemplateInput, DocumentType
 from mailer.errors import NotFound
-from mailer.merge_fields import MERGE_FIELDS
-from mailer.providers import PROVIDERS
 from mailer.services import Services
-from mailer.settings_model import Profile, SettingsInput, SettingsView
+from mailer.settings.models import Profile, SettingsInput, SettingsView
+from mailer.templating.fields import MERGE_FIELDS
 
 logger = Logger()
 tracer = Tracer()

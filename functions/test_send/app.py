@@ -10,11 +10,11 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailer.account_test import AccountTestResult, recipient_for_test, run_account_test
 from mailer.api import current_caller, install_problem_handlers, problem_responses
 from mailer.config import MailerConfig
 from mailer.services import Services
-from mailer.settings_model import Profile, TestSavedInput, TestUnsavedInput
+from mailer.settings.check import AccountTestResult, recipient_for_test, run_account_test
+from mailer.settings.models import Profile, TestSavedInput, TestUnsavedInput
 
 logger = Logger()
 tracer = Tracer()

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict
 from mailer.api import current_caller, install_problem_handlers, problem_responses
 from mailer.config import MailerConfig
 from mailer.errors import Forbidden, NotFound
+from mailer.ids import utc_now
 from mailer.services import Services
-from mailer.settings_service import utc_now
-from mailer.work_orders import StatusChange, WorkOrder, WorkOrderInput
+from mailer.work_orders.models import StatusChange, WorkOrder, WorkOrderInput
 
 logger = Logger()
 tracer = Tracer()

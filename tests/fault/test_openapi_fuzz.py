@@ -54,7 +54,7 @@ from schemathesis.specs.openapi.checks import (
 from local.run import LocalStack, StackConfig, demo_settings, start_stack
 from local.smtp_server import free_port
 from local.template import Template
-from mailer.settings_model import valid_host
+from mailer.settings.models import valid_host
 
 CHECKS = [
     not_a_server_error,

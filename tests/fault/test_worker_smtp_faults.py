@@ -28,7 +28,7 @@ from test_automated_email import RUN_DATE, TOMORROW, Outbox, activate, run_remin
 from test_smtp_transport import ScriptedHandler
 
 from local.events import FakeContext
-from mailer.ledger_store import LedgerStore
+from mailer.dal.ledger_table import LedgerStore
 
 ACCOUNT = "office@acme.example"
 PASSWORD = "Sm7p-Pa55word-Never-Logged"

@@ -221,7 +221,7 @@ def test_what_get_returns_can_be_saved_back(api):
 def test_a_render_failure_after_the_claim_is_logged_and_never_silently_dropped(
     api, company, outbox, mail_server, monkeypatch
 ):
-    import mailer.automated_email
+    import mailer.automations.engine
 
     activate(api, "reminder")
     sync(api, "WO-1", work_order("WO-1", TOMORROW))
@@ -230,7 +230,7 @@ def test_a_render_failure_after_the_claim_is_logged_and_never_silently_dropped(
     def broken(*_args, **_kwargs):
         raise ValueError("wording broke")
 
-    monkeypatch.setattr(mailer.automated_email, "render_automation", broken)
+    monkeypatch.setattr(mailer.automations.engine, "render_automation", broken)
     assert outbox.drain() == []
 
     _, page, _ = api.call("GET", "/emails", query={"work_order_id": "WO-1"})
@@ -242,7 +242,7 @@ def test_a_settings_outage_after_the_claim_gives_the_claim_back(
     api, company, outbox, mail_server, monkeypatch
 ):
     from mailer.errors import ServiceUnavailable
-    from mailer.settings_service import SettingsService
+    from mailer.settings.service import SettingsService
 
     activate(api, "reminder")
     sync(api, "WO-1", work_order("WO-1", TOMORROW))
@@ -414,7 +414,7 @@ def test_sqs_redelivery_does_not_send_again(api, company, outbox, mail_server):
 def test_worker_crash_after_sending_before_acknowledging_does_not_send_again(
     api, company, outbox, mail_server, monkeypatch
 ):
-    from mailer.work_order_store import WorkOrderStore
+    from mailer.dal.work_orders_table import WorkOrderStore
 
     activate(api, "reminder")
     sync(api, "WO-1", work_order("WO-1", TOMORROW))

@@ -11,10 +11,10 @@ from botocore.stub import Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from mailer import aws_clients
-from mailer.errors import DeliveryFailed
-from mailer.message import OutgoingMessage, Sender, build_message
-from mailer.ses_transport import SesTransport
+from mailer.dal import clients as aws_clients
+from mailer.delivery.failures import DeliveryFailed
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.delivery.transports.ses import SesTransport
 
 FROM = "billing@acme.example"
 

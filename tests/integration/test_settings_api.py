@@ -272,7 +272,7 @@ def test_providers_lists_presets_with_hints(api):
 def test_dynamodb_outage_is_503_not_500(api, aws, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from mailer.settings_store import SettingsStore
+    from mailer.dal.settings_table import SettingsStore
 
     def throttled(*_args, **_kwargs):
         raise ClientError(

@@ -22,10 +22,10 @@ from aiosmtpd.smtp import MISSING
 from misbehaving_smtp import ScriptedServer, SilentListener, banner
 
 from local.smtp_server import LocalSmtpServer, RecordingHandler, free_port
-from mailer.errors import DeliveryFailed, Failure
-from mailer.message import OutgoingMessage, Sender, build_message
-from mailer.smtp_transport import SmtpServer, SmtpTransport
-from mailer.transport import Delivery
+from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.delivery.transports.base import Delivery
+from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
 
 USER = "billing@acme.example"
 PASSWORD = "Corr3ct-Horse-Battery"

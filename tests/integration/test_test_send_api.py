@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from local.events import USER
-from mailer.sent_log_store import SentLogStore
+from mailer.dal.sent_log_table import SentLogStore
 
 PASSWORD = "Corr3ct-Horse-Battery"
 ACCOUNT = "billing@acme.example"

@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from mailer.classify import ServerContext, classify_ses_error, classify_smtp_error
+from mailer.delivery.classify import ServerContext, classify_ses_error, classify_smtp_error
 
 
 def ctx(host: str = "mail.example.net", port: int = 587, security: str = "starttls") -> ServerContext:

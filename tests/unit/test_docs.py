@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from local.template import ROOT
-from mailer.providers import PROVIDERS, SES_REGIONS
+from mailer.delivery.providers import PROVIDERS, SES_REGIONS
 
 README = (ROOT / "README.md").read_text()
 

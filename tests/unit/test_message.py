@@ -6,8 +6,8 @@ from email import message_from_bytes, policy
 
 import pytest
 
+from mailer.delivery.message import Attachment, InlineImage, Sender, build_message
 from mailer.errors import InvalidInput
-from mailer.message import Attachment, InlineImage, Sender, build_message
 
 SENDER = Sender("billing@acme.example", "Acme Billing", reply_to="office@acme.example")
 

@@ -1,4 +1,4 @@
-"""Properties of mailer.message.build_message, for any Unicode a user or a template can produce.
+"""Properties of mailer.delivery.message.build_message, for any Unicode a user or a template can produce.
 
 1. What goes in comes out: the display name, subject, text and HTML parsed back from the wire bytes
    (email.message_from_bytes with policy.default) equal the input. Aside: line endings in bodies
@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from mailer.delivery.message import Sender, build_message
 from mailer.errors import InvalidInput
-from mailer.message import Sender, build_message
 
 # Derandomized: the same examples every run, so CI cannot fail on a case no one has seen.
 SETTINGS = settings(

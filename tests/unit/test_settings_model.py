@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from mailer.errors import InvalidInput
-from mailer.settings_model import SettingsInput, SettingsView, settings_warnings
+from mailer.settings.models import SettingsInput, SettingsView, settings_warnings
 
 
 def settings(**fields) -> SettingsInput:

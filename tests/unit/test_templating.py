@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mailer.delivery.html_text import html_to_text
 from mailer.errors import InvalidInput
-from mailer.html_text import html_to_text
-from mailer.merge_fields import BY_NAME, MERGE_FIELDS, sample_context
-from mailer.templating import check_template, render, render_subject
+from mailer.templating.engine import check_template, render, render_subject
+from mailer.templating.fields import BY_NAME, MERGE_FIELDS, sample_context
 
 
 def test_numbered_and_named_fields_render_the_same_value():

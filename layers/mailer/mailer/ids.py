@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -15,3 +16,8 @@ def new_id(now_ms: int | None = None) -> str:
         value, index = divmod(value, 32)
         chars.append(_ALPHABET[index])
     return "".join(reversed(chars))
+
+
+def utc_now() -> str:
+    """Now, as stored: ISO 8601 in UTC with a Z, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

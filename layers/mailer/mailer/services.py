@@ -5,19 +5,20 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from mailer.attachment_store import AttachmentStore
-from mailer.automated_email import AutomatedEmail
-from mailer.automations import AutomationService
+from mailer.automations.engine import AutomatedEmail
+from mailer.automations.models import AutomationService
 from mailer.config import MailerConfig
-from mailer.document_email import DocumentEmailService
-from mailer.document_templates import DocumentTemplateService
-from mailer.ledger_store import LedgerStore
-from mailer.outbox import OutboxQueue
-from mailer.secret_store import SecretStore
-from mailer.sent_log_store import SentLogStore
-from mailer.settings_service import SettingsService, utc_now
-from mailer.settings_store import SettingsStore
-from mailer.work_order_store import WorkOrderStore
+from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.ledger_table import LedgerStore
+from mailer.dal.outbox_queue import OutboxQueue
+from mailer.dal.secret_store import SecretStore
+from mailer.dal.sent_log_table import SentLogStore
+from mailer.dal.settings_table import SettingsStore
+from mailer.dal.work_orders_table import WorkOrderStore
+from mailer.documents.service import DocumentEmailService
+from mailer.documents.wording import DocumentTemplateService
+from mailer.ids import utc_now
+from mailer.settings.service import SettingsService
 
 
 def _required(value: str | None, variable: str) -> str:

@@ -1,0 +1,1 @@
+"""Automated email: settings, the planner, status changes, composition and the worker."""

@@ -1,0 +1,133 @@
+"""Sent-log entries in DynamoDB, newest first per tenant, expiring after the retention period."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mailer.dal import clients, keys
+from mailer.dal.keys import tenant_pk
+from mailer.errors import InvalidInput, ServiceUnavailable
+from mailer.sent_log.models import SentLogEntry
+
+
+class SentLogStore:
+    def __init__(self, table_name: str, *, retention_days: int) -> None:
+        self.table_name = table_name
+        self.retention_days = retention_days
+
+    @property
+    def _table(self) -> Any:
+        return clients.dynamodb_table(self.table_name)
+
+    def put(self, tenant_id: str, entry: SentLogEntry, request: dict[str, Any] | None = None) -> None:
+        """Write an entry; `request` is what a resend needs and is never shown."""
+        created = datetime.fromisoformat(entry.created_at.replace("Z", "+00:00"))
+        pk = tenant_pk(tenant_id)
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": keys.email_sk(entry.id),
+            "expires_at": int((created + timedelta(days=self.retention_days)).timestamp()),
+            "entry": entry.model_dump(mode="json", by_alias=True),
+        }
+        if request is not None:
+            item["request"] = request
+        if entry.document:
+            item["gsi1pk"] = keys.document_index_pk(
+                tenant_id, entry.document.get("type"), entry.document.get("number")
+            )
+            item["gsi1sk"] = entry.id
+        if entry.work_order_id:
+            item["gsi2pk"] = keys.work_order_index_pk(tenant_id, entry.work_order_id)
+            item["gsi2sk"] = entry.id
+        try:
+            self._table.put_item(Item=item)
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The sent log could not be written.") from None
+
+    def get(self, tenant_id: str, entry_id: str) -> SentLogEntry | None:
+        found = self.get_with_request(tenant_id, entry_id)
+        return found[0] if found else None
+
+    def get_with_request(
+        self, tenant_id: str, entry_id: str
+    ) -> tuple[SentLogEntry, dict[str, Any] | None] | None:
+        key = {"pk": tenant_pk(tenant_id), "sk": keys.email_sk(entry_id)}
+        try:
+            item = self._table.get_item(Key=key).get("Item")
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
+        if not item:
+            return None
+        request = _plain(item["request"]) if "request" in item else None
+        return SentLogEntry.model_validate(_plain(item["entry"])), request
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        document: tuple[str, str] | None = None,
+        work_order_id: str | None = None,
+        limit: int = 25,
+        cursor: str | None = None,
+    ) -> tuple[list[SentLogEntry], str | None]:
+        """Newest first: by document, by work order, or all of the tenant's entries."""
+        pk = tenant_pk(tenant_id)
+        query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
+        if document:
+            query["IndexName"] = "by_document"
+            query["KeyConditionExpression"] = Key("gsi1pk").eq(keys.document_index_pk(tenant_id, *document))
+        elif work_order_id:
+            query["IndexName"] = "by_work_order"
+            query["KeyConditionExpression"] = Key("gsi2pk").eq(
+                keys.work_order_index_pk(tenant_id, work_order_id)
+            )
+        else:
+            query["KeyConditionExpression"] = Key("pk").eq(pk) & Key("sk").begins_with(keys.EMAIL_PREFIX)
+        if cursor:
+            query["ExclusiveStartKey"] = decode_cursor(cursor, pk)
+        try:
+            page = self._table.query(**query)
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
+        entries = [SentLogEntry.model_validate(_plain(item["entry"])) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return entries, encode_cursor(last) if last else None
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, tenant_pk_value: str) -> dict[str, Any]:
+    """Only a cursor this API handed out, for this tenant, is accepted."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidInput.on("cursor", "not a cursor from a previous page") from None
+    valid = (
+        isinstance(key, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
+        and key.get("pk") == tenant_pk_value
+        and all(v.startswith(tenant_pk_value) for k, v in key.items() if k.endswith("pk"))
+    )
+    if not valid:
+        raise InvalidInput.on("cursor", "not a cursor from a previous page")
+    return key
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB hands numbers back as Decimal; the entry wants ints."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

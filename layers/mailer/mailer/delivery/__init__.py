@@ -1,0 +1,1 @@
+"""Sending mail: MIME building, transports, TLS, provider presets and failure classification."""

@@ -1,0 +1,1 @@
+"""One module a transport, all with open, close, send and send_messages."""

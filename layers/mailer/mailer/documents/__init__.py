@@ -1,0 +1,1 @@
+"""Document email: requests, wording per document type, uploads and sending."""

@@ -1,0 +1,161 @@
+"""Document email: what a request may hold, the default wording per document type, merge values."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailer.errors import InvalidInput
+from mailer.settings.models import EmailAddress, HeaderText, SettingsView
+from mailer.templating.fields import company_values, long_date
+
+DocumentType = Literal[
+    "invoice", "estimate", "sales_order", "purchase_order", "statement", "receipt", "packing_slip"
+]
+DOCUMENT_TYPES: tuple[str, ...] = DocumentType.__args__  # type: ignore[attr-defined]
+LABELS = {
+    "invoice": "Invoice",
+    "estimate": "Estimate",
+    "sales_order": "Sales order",
+    "purchase_order": "Purchase order",
+    "statement": "Statement",
+    "receipt": "Receipt",
+    "packing_slip": "Packing slip",
+}
+MAX_RECIPIENTS = 50
+CURRENCY_SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€", "GBP": "£"}
+
+UploadId = Annotated[str, Field(pattern=r"^[0-9A-Z]{26}$")]
+
+
+class DocumentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    type: DocumentType
+    number: Annotated[HeaderText, Field(min_length=1, max_length=64)]
+    customer_name: Annotated[HeaderText, Field(max_length=200)] | None = None
+    amount: Annotated[str, Field(pattern=r"^-?\d{1,12}(\.\d{1,4})?$")] | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    due_date: date | None = None
+
+
+class AttachmentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: UploadId
+
+
+class DocumentEmailRequest(BaseModel):
+    """Body of POST /documents/email. `subject` and `body_html`, when given, are the final text."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    document: DocumentRef
+    to: Annotated[list[EmailAddress], Field(min_length=1, max_length=MAX_RECIPIENTS)]
+    cc: Annotated[list[EmailAddress], Field(max_length=MAX_RECIPIENTS)] = []
+    bcc: Annotated[list[EmailAddress], Field(max_length=MAX_RECIPIENTS)] = []
+    subject: Annotated[HeaderText, Field(min_length=1, max_length=998)] | None = None
+    body_html: Annotated[str, Field(min_length=1, max_length=100_000)] | None = None
+    attachments: Annotated[list[AttachmentRef], Field(max_length=10)] = []
+    sender: Literal["auto", "company", "me"] = "auto"
+    work_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+
+    def check(self) -> None:
+        total = len(set(self.to) | set(self.cc) | set(self.bcc))
+        if total > MAX_RECIPIENTS:
+            raise InvalidInput.on("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
+        ids = [a.upload_id for a in self.attachments]
+        if len(ids) != len(set(ids)):
+            raise InvalidInput.on("attachments", "the same upload is attached twice")
+
+
+class DocumentPreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    document: DocumentRef
+    sender: Literal["auto", "company", "me"] = "auto"
+
+
+class DocumentTemplateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: DocumentType | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=998)]
+    body_html: Annotated[str, Field(min_length=1, max_length=100_000)]
+    # Read-only fields of GET, accepted and ignored so a frontend can send back what it read.
+    is_default: bool | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+
+class DocumentTemplate(BaseModel):
+    type: DocumentType
+    subject: str
+    body_html: str
+    is_default: bool
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+
+_CLOSING = "<p>Thank you,<br>{{ sender.name }}<br>{{ company.name }}</p>"
+_AMOUNT = "{% if document.amount %} for {{ document.amount }}{% endif %}"
+_DUE = "{% if document.due_date %}, due {{ document.due_date }}{% endif %}"
+_DEFAULT_BODIES = {
+    "invoice": "<p>Please find attached invoice {{ document.number }}" + _AMOUNT + _DUE + ".</p>"
+    "<p>If you have a question about it, simply reply to this email.</p>",
+    "estimate": "<p>Please find attached estimate {{ document.number }}" + _AMOUNT + ".</p>"
+    "<p>We are glad to answer any question before you decide; simply reply to this email.</p>",
+    "sales_order": "<p>Thank you for your order. Order confirmation {{ document.number }} is attached"
+    + _AMOUNT
+    + ".</p>",
+    "purchase_order": "<p>Please find attached purchase order {{ document.number }}" + _AMOUNT + ".</p>"
+    "<p>Please confirm receipt and the expected delivery date.</p>",
+    "statement": "<p>Please find attached your statement of account {{ document.number }}.</p>"
+    "<p>If anything on it looks wrong, simply reply to this email.</p>",
+    "receipt": "<p>Thank you for your payment. Receipt {{ document.number }} is attached" + _AMOUNT + ".</p>",
+    "packing_slip": "<p>Please find attached the packing slip {{ document.number }} for your order.</p>",
+}
+
+
+def default_template(document_type: str) -> DocumentTemplate:
+    greeting = "<p>Dear {{ document.customer_name or 'customer' }},</p>"
+    return DocumentTemplate(
+        type=document_type,  # type: ignore[arg-type]
+        subject=LABELS[document_type] + " {{ document.number }} from {{ company.name }}",
+        body_html=greeting + _DEFAULT_BODIES[document_type] + _CLOSING,
+        is_default=True,
+    )
+
+
+def format_amount(amount: str | None, currency: str | None) -> str:
+    if amount is None:
+        return ""
+    value = Decimal(amount)
+    symbol = CURRENCY_SYMBOLS.get(currency or "")
+    text = f"{abs(value):,.2f}"
+    sign = "-" if value < 0 else ""
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency or ''}".rstrip()
+
+
+def document_context(
+    document: DocumentRef, company: SettingsView | None, sender: SettingsView, now: datetime
+) -> dict[str, Any]:
+    zone = ZoneInfo((company.timezone if company else None) or "UTC")
+    company_view = company or sender
+    return {
+        "document": {
+            "type": LABELS[document.type],
+            "number": document.number,
+            "customer_name": document.customer_name or "",
+            "amount": format_amount(document.amount, document.currency),
+            "currency": document.currency or "",
+            "due_date": long_date(document.due_date) if document.due_date else "",
+        },
+        "company": company_values(company_view),
+        "sender": {"name": sender.from_name or sender.from_email, "email": sender.from_email},
+        "today": long_date(now.astimezone(zone).date()),
+    }

@@ -1,0 +1,1 @@
+"""The sent log: entries and the queries support runs."""

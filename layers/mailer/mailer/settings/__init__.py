@@ -1,0 +1,1 @@
+"""Email settings: the model, the service, the account test and the deliver step."""

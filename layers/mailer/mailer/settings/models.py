@@ -1,0 +1,237 @@
+"""Email settings: what a user may save, how it is checked, and what is shown back."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from mailer.delivery.message import HEADER_CHARS_MESSAGE, NOT_IN_HEADERS
+from mailer.delivery.providers import PROVIDERS
+from mailer.errors import FieldError, InvalidInput
+
+Profile = Literal["company", "me"]
+Security = Literal["ssl", "starttls", "opportunistic", "none"]
+TransportKind = Literal["smtp", "ses"]
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$"
+    r"|^\d{1,3}(\.\d{1,3}){3}$|^\[?[0-9A-Fa-f:]+\]?$"
+)
+
+
+def reject_line_breaks(value: str) -> str:
+    """Header values with line breaks would let a caller add headers of their own."""
+    if not NOT_IN_HEADERS.isdisjoint(value):
+        raise ValueError(HEADER_CHARS_MESSAGE)
+    return value
+
+
+def valid_email(value: str) -> str:
+    reject_line_breaks(value)
+    try:
+        # test_environment admits the reserved .test domain used by the local stack.
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+def valid_host(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("not a valid host name or IP address")
+    return value.lower().rstrip(".")
+
+
+def valid_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a known IANA time zone name, for example America/Chicago") from None
+    return value
+
+
+HeaderText = Annotated[str, AfterValidator(reject_line_breaks)]
+EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(valid_email)]
+HostName = Annotated[str, Field(max_length=253), AfterValidator(valid_host)]
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(valid_timezone)]
+
+
+class SettingsInput(BaseModel):
+    """Body of PUT /settings/{profile}. A password left out keeps the saved one."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    transport: TransportKind = "smtp"
+    provider: str | None = Field(default=None, max_length=64)
+    host: HostName | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security | None = None
+    username: Annotated[HeaderText, Field(max_length=320)] | None = None
+    password: SecretStr | None = Field(default=None, min_length=1, max_length=1024)
+    from_name: Annotated[HeaderText, Field(max_length=200)] | None = None
+    from_email: EmailAddress
+    bcc: EmailAddress | None = None
+    reply_to: EmailAddress | None = None
+    notify_email: EmailAddress | None = None
+    timezone: TimeZoneName | None = None
+    ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVIDERS:
+            raise ValueError(f"unknown provider; GET /providers lists the {len(PROVIDERS)} known ids")
+        return value
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> SettingsInput:
+        """Fill what the chosen preset implies, and derive port and security from each other."""
+        if self.transport != "smtp":
+            return self
+        preset = PROVIDERS.get(self.provider or "")
+        if preset:
+            if self.host is None:
+                self.host = preset.host
+            if self.port is None and self.security is None:
+                self.port, self.security = preset.port, preset.security
+        if self.security is None:
+            self.security = "ssl" if self.port == 465 else "starttls"
+        if self.port is None:
+            self.port = 465 if self.security == "ssl" else 587
+        return self
+
+    def check(self, profile: Profile, *, password_saved: bool) -> None:
+        """Rules across fields; each error names its field."""
+        errors: list[FieldError] = []
+        if self.transport == "smtp":
+            if not self.host:
+                errors.append(FieldError("host", "required for SMTP (or choose a provider)"))
+            if self.username and self.password is None and not password_saved:
+                errors.append(FieldError("password", "required when a username is set"))
+            if self.password is not None and not self.username:
+                errors.append(FieldError("username", "required when a password is given"))
+        if self.bcc and self.bcc.casefold() == self.from_email.casefold():
+            errors.append(
+                FieldError("bcc", "must differ from from_email; many servers drop a copy sent to the sender")
+            )
+        if profile != "company":
+            for name in ("notify_email", "timezone"):
+                if getattr(self, name) is not None:
+                    errors.append(FieldError(name, "only company settings have this field"))
+        if errors:
+            raise InvalidInput("The settings are not valid.", errors=errors)
+
+
+class TestSavedInput(BaseModel):
+    """Body of POST /settings/{profile}/test."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    to: EmailAddress | None = None
+
+
+class TestUnsavedInput(SettingsInput):
+    """Body of POST /settings/test: settings not yet saved, plus where to send the test.
+
+    `profile`, when given, lends the saved password of that profile to settings sent without one,
+    so a user can try a changed host or port without typing the password again.
+    """
+
+    to: EmailAddress | None = None
+    profile: Profile | None = None
+
+
+class SettingsWarning(BaseModel):
+    field: str
+    message: str
+
+
+class SettingsView(BaseModel):
+    """Settings as GET and PUT return them: never the password, only whether one is saved."""
+
+    profile: Profile
+    transport: TransportKind
+    provider: str | None = None
+    host: str | None = None
+    port: int | None = None
+    security: Security | None = None
+    username: str | None = None
+    password_set: bool = False
+    from_name: str | None = None
+    from_email: str
+    bcc: str | None = None
+    reply_to: str | None = None
+    notify_email: str | None = None
+    timezone: str | None = None
+    ses_region: str | None = None
+    ses_configuration_set: str | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
+    warnings: list[SettingsWarning] = Field(default_factory=list)
+
+
+STORED_FIELDS = (
+    "transport",
+    "provider",
+    "host",
+    "port",
+    "security",
+    "username",
+    "from_name",
+    "from_email",
+    "bcc",
+    "reply_to",
+    "notify_email",
+    "timezone",
+    "ses_region",
+    "ses_configuration_set",
+)
+
+
+def settings_warnings(view: SettingsView) -> list[SettingsWarning]:
+    """Legal but doubtful combinations, shown to the user, never blocking a save."""
+    found: list[SettingsWarning] = []
+
+    def warn(name: str, message: str) -> None:
+        found.append(SettingsWarning(field=name, message=message))
+
+    if view.transport == "smtp":
+        if view.port == 465 and view.security != "ssl":
+            warn("security", "Port 465 expects TLS from the first byte: choose ssl for this port.")
+        if view.security == "ssl" and view.port in (25, 587, 2525):
+            warn("security", f"Port {view.port} usually starts in clear text: choose starttls for it.")
+        if view.security == "none" and (view.username or view.password_set):
+            warn(
+                "security",
+                "With security none the password is never sent, so sign-in will fail: "
+                "choose starttls or ssl.",
+            )
+        if view.security == "opportunistic" and view.username:
+            warn(
+                "security",
+                "If the server does not offer STARTTLS, sending stops rather than expose the "
+                "password; starttls states that requirement plainly.",
+            )
+        if view.port == 25:
+            warn("port", "Many networks, AWS Lambda included, block outgoing port 25: prefer 587.")
+        preset = PROVIDERS.get(view.provider or "")
+        if preset and view.host and view.host != preset.host:
+            warn("host", f"The {preset.name} preset uses {preset.host}, not {view.host}.")
+        if view.username and "@" in view.username:
+            user_domain = view.username.rsplit("@", 1)[1].casefold()
+            from_domain = view.from_email.rsplit("@", 1)[1].casefold()
+            if user_domain != from_domain:
+                warn(
+                    "from_email",
+                    "The From address is on another domain than the sign-in account: the server "
+                    "may refuse it unless the account may send as that address.",
+                )
+        if view.username and not view.password_set:
+            warn("password", "No password is saved for this account.")
+    if not view.from_name:
+        warn("from_name", "Without a From name, recipients see only the bare address.")
+    return found

@@ -1,0 +1,1 @@
+"""Merge-field templates: the sandboxed engine and the fields it knows."""

@@ -1,0 +1,106 @@
+"""The merge fields templates may use, by name (`{{ work_order.scheduled_date }}`) or number (`[21]`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mailer.settings.models import SettingsView
+
+TemplateKind = Literal["document", "automation"]
+
+
+@dataclass(frozen=True)
+class MergeField:
+    number: int
+    name: str
+    description: str
+    example: str
+    kinds: tuple[TemplateKind, ...]
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["kinds"]
+        return data
+
+
+_BOTH: tuple[TemplateKind, ...] = ("document", "automation")
+_AUTO: tuple[TemplateKind, ...] = ("automation",)
+_DOC: tuple[TemplateKind, ...] = ("document",)
+
+MERGE_FIELDS: tuple[MergeField, ...] = (
+    MergeField(1, "customer.name", "Customer's full name", "Dana Whitfield", _AUTO),
+    MergeField(2, "customer.first_name", "Customer's first name", "Dana", _AUTO),
+    MergeField(3, "customer.email", "Customer's email address", "dana@example.com", _AUTO),
+    MergeField(4, "customer.phone", "Customer's phone number", "(312) 555-0142", _AUTO),
+    MergeField(5, "site.address", "Service address of the work order", "1420 W Elm St, Springfield", _AUTO),
+    MergeField(10, "work_order.number", "Work order number", "WO-1001", _AUTO),
+    MergeField(11, "work_order.description", "What the job is", "Annual furnace tune-up", _AUTO),
+    MergeField(12, "work_order.status", "Work order status", "Scheduled", _AUTO),
+    MergeField(20, "work_order.scheduled_day", "Weekday of the appointment", "Tuesday", _AUTO),
+    MergeField(21, "work_order.scheduled_date", "Work order scheduled date", "November 24, 2026", _AUTO),
+    MergeField(22, "work_order.scheduled_time", "Scheduled start time", "9:00 AM", _AUTO),
+    MergeField(23, "work_order.scheduled_end_time", "Scheduled end time (empty if none)", "11:00 AM", _AUTO),
+    MergeField(24, "work_order.arrival_window", "Start and end time together", "9:00 AM - 11:00 AM", _AUTO),
+    MergeField(30, "technician.name", "Assigned technician's full name", "Luis Ortega", _AUTO),
+    MergeField(31, "technician.first_name", "Assigned technician's first name", "Luis", _AUTO),
+    MergeField(
+        32,
+        "technician.photo",
+        "The technician's photo, shown in the email (HTML only; empty when none)",
+        '<img src="cid:technician-photo">',
+        _AUTO,
+    ),
+    MergeField(40, "company.name", "Your company name (the company From name)", "Acme Plumbing", _BOTH),
+    MergeField(41, "company.email", "Your company's sending address", "office@acme.example", _BOTH),
+    MergeField(42, "company.reply_to", "Where replies go", "office@acme.example", _BOTH),
+    MergeField(50, "document.type", "Document type", "Invoice", _DOC),
+    MergeField(51, "document.number", "Document number", "INV-1001", _DOC),
+    MergeField(52, "document.customer_name", "Customer on the document", "Dana Whitfield", _DOC),
+    MergeField(53, "document.amount", "Amount with currency", "$120.00", _DOC),
+    MergeField(54, "document.currency", "Currency code", "USD", _DOC),
+    MergeField(55, "document.due_date", "Due date", "December 1, 2026", _DOC),
+    MergeField(60, "sender.name", "Name of the person or account sending", "Jamie Cole", _DOC),
+    MergeField(61, "sender.email", "Address the email is sent from", "jamie@acme.example", _DOC),
+    MergeField(70, "today", "Today's date in the company's time zone", "November 23, 2026", _BOTH),
+)
+
+BY_NUMBER: dict[int, MergeField] = {f.number: f for f in MERGE_FIELDS}
+BY_NAME: dict[str, MergeField] = {f.name: f for f in MERGE_FIELDS}
+
+
+def names_for(kind: TemplateKind) -> frozenset[str]:
+    return frozenset(f.name for f in MERGE_FIELDS if kind in f.kinds)
+
+
+def sample_context(kind: TemplateKind) -> dict[str, Any]:
+    """Every field of a kind filled with its example, nested as templates read it."""
+    context: dict[str, Any] = {}
+    for merge_field in MERGE_FIELDS:
+        if kind in merge_field.kinds:
+            set_path(context, merge_field.name, merge_field.example)
+    return context
+
+
+def set_path(context: dict[str, Any], dotted: str, value: Any) -> None:
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        context[head] = value
+        return
+    set_path(context.setdefault(head, {}), rest, value)
+
+
+def long_date(value: date) -> str:
+    """November 24, 2026: how dates read in every template."""
+    return f"{value:%B} {value.day}, {value.year}"
+
+
+def company_values(company: SettingsView) -> dict[str, str]:
+    """The company.* merge fields, from the company's email settings."""
+    return {
+        "name": company.from_name or company.from_email,
+        "email": company.from_email,
+        "reply_to": company.reply_to or company.from_email,
+    }

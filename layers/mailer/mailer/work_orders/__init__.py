@@ -1,0 +1,1 @@
+"""Work orders synced by the business application."""

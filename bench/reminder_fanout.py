@@ -101,7 +101,7 @@ class Planner:
         sent_before = self.queue.entries
         with self.calls.recording():
             started = time.perf_counter()
-            queued = self.services.automated.plan_reminders(TENANT, RUN_DATE)
+            queued = self.services.planner.plan(TENANT, RUN_DATE)
             elapsed = time.perf_counter() - started
         if queued != self.size or self.queue.entries - sent_before != self.size:
             raise RuntimeError(f"planned {queued} reminders, expected {self.size}")

@@ -79,7 +79,7 @@ class WorkerRound:
         table_name = os.environ["WORK_ORDERS_TABLE"]
         bodies = (work_order_body(f"WO-{n:05d}", TOMORROW) for n in range(count))
         seed_work_orders(table_name, tenant, bodies)
-        queued = self.services.automated.plan_reminders(tenant, RUN_DATE)
+        queued = self.services.planner.plan(tenant, RUN_DATE)
         if queued != count:
             raise RuntimeError(f"planned {queued} reminders, expected {count}")
         received: list[dict[str, Any]] = []

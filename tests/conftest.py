@@ -107,11 +107,16 @@ class Api:
 
 
 @pytest.fixture
-def api(aws: boto3.Session, template: Template, monkeypatch: pytest.MonkeyPatch) -> Api:
+def function_env(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables the template gives the functions, as Lambda sets them before the cold start."""
     for logical in template.functions():
         for key, value in template.function_environment(logical).items():
             if key != "POWERTOOLS_SERVICE_NAME":
                 monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def api(aws: boto3.Session, template: Template, function_env: None) -> Api:
     # Each function is a warm container for the length of one test: caches live across calls.
     for logical in template.functions():
         load_function(template, logical).services.cache_clear()

@@ -221,7 +221,7 @@ def test_what_get_returns_can_be_saved_back(api):
 def test_a_render_failure_after_the_claim_is_logged_and_never_silently_dropped(
     api, company, outbox, mail_server, monkeypatch
 ):
-    import mailer.automations.engine
+    import mailer.automations.compose
 
     activate(api, "reminder")
     sync(api, "WO-1", work_order("WO-1", TOMORROW))
@@ -230,7 +230,7 @@ def test_a_render_failure_after_the_claim_is_logged_and_never_silently_dropped(
     def broken(*_args, **_kwargs):
         raise ValueError("wording broke")
 
-    monkeypatch.setattr(mailer.automations.engine, "render_automation", broken)
+    monkeypatch.setattr(mailer.automations.compose, "render_automation", broken)
     assert outbox.drain() == []
 
     _, page, _ = api.call("GET", "/emails", query={"work_order_id": "WO-1"})

@@ -8,8 +8,7 @@ from local.template import Template
 from tests.conftest import load_function
 
 
-def test_every_template_route_has_a_handler_route_and_back():
-    template = Template()
+def test_every_template_route_has_a_handler_route_and_back(template, function_env):
     deployed = {(r.function, r.method, r.path) for r in template.routes()}
 
     served = set()

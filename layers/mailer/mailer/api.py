@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.request import Request
 from pydantic import BaseModel
 
 from mailer.errors import FieldError, MailerError
@@ -137,5 +140,26 @@ def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> Non
         return problem(500, "Internal error", "Something went wrong on our side; it has been logged.")
 
 
-def current_caller(app: APIGatewayHttpResolver) -> Caller:
-    return caller_from_claims(app.current_event.request_context.authorizer.jwt_claim)
+def current_caller(request: Request) -> Caller:
+    """The caller, from the JWT authorizer's claims; a route takes it as `caller: CurrentCaller`."""
+    event = request.resolved_event
+    return caller_from_claims(event.request_context.authorizer.jwt_claim)  # type: ignore[attr-defined]
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def http_app(
+    *routers: Router, logger: Logger, services: Callable[[], Any] | None = None
+) -> APIGatewayHttpResolver:
+    """One function's HTTP app: validation on, problem+json for every error, the domain routers, and
+    the function's own services behind the routes' `Depends`."""
+    from mailer import services as wiring
+
+    app = APIGatewayHttpResolver(enable_validation=True)
+    install_problem_handlers(app, logger)
+    if services is not None:
+        app.dependency_overrides[wiring.services] = services
+    for router in routers:
+        app.include_router(router)
+    return app

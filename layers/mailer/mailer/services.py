@@ -1,12 +1,21 @@
-"""The objects a function needs, wired once from its configuration."""
+"""The objects a function needs, wired once per container from its configuration.
+
+Every handler shares this one wiring: `services()` makes it on first use, `boot(...)` at cold start
+also checks the variables that function needs. Parts are made when first used, so a function
+builds only what its routes touch.
+"""
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
+from functools import cache, cached_property
 from typing import Any
 
-from mailer.automations.engine import AutomatedEmail
-from mailer.automations.models import AutomationService
+from mailer.automations.compose import Composer
+from mailer.automations.planner import ReminderPlanner
+from mailer.automations.service import AutomationService
+from mailer.automations.status import StatusChanges, WorkOrderSync
+from mailer.automations.worker import OutboxWorker, WorkerDeps
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.ledger_table import LedgerStore
@@ -18,13 +27,10 @@ from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.documents.service import DocumentEmailService
 from mailer.documents.wording import DocumentTemplateService
 from mailer.ids import utc_now
+from mailer.observability import logger
+from mailer.sent_log.queries import SentLogQueries
+from mailer.settings.check import AccountTest
 from mailer.settings.service import SettingsService
-
-
-def _required(value: str | None, variable: str) -> str:
-    if not value:
-        raise RuntimeError(f"{variable} is not set for this function")
-    return value
 
 
 class Services:
@@ -42,10 +48,28 @@ class Services:
     def from_config(cls, config: MailerConfig, logger: Any = None) -> Services:
         return cls(config, logger)
 
+    # stores a function has only when the template gives it their variable
     @cached_property
     def attachments(self) -> AttachmentStore:
-        bucket = _required(self.config.attachments_bucket, "ATTACHMENTS_BUCKET")
+        bucket = self.config.value("attachments_bucket")
         return AttachmentStore(bucket, url_ttl_seconds=self.config.upload_url_ttl_seconds)
+
+    @cached_property
+    def work_orders(self) -> WorkOrderStore:
+        return WorkOrderStore(self.config.value("work_orders_table"))
+
+    @cached_property
+    def ledger(self) -> LedgerStore:
+        return LedgerStore(self.config.value("ledger_table"))
+
+    @cached_property
+    def outbox(self) -> OutboxQueue:
+        return OutboxQueue(self.config.value("outbox_queue_url"))
+
+    # use cases
+    @cached_property
+    def account_test(self) -> AccountTest:
+        return AccountTest(self.config, self.settings, self.sent_log, self.logger)
 
     @cached_property
     def documents(self) -> DocumentEmailService:
@@ -54,20 +78,62 @@ class Services:
         )
 
     @cached_property
-    def work_orders(self) -> WorkOrderStore:
-        return WorkOrderStore(_required(self.config.work_orders_table, "WORK_ORDERS_TABLE"))
+    def sent_log_queries(self) -> SentLogQueries:
+        return SentLogQueries(self.sent_log)
 
     @cached_property
-    def automated(self) -> AutomatedEmail:
-        """Automated email; the queue, ledger and bucket are needed only by the parts that use them."""
-        return AutomatedEmail(
-            config=self.config,
-            settings=self.settings,
-            automations=self.automations,
-            work_orders=self.work_orders,
-            ledger=LedgerStore(self.config.ledger_table or ""),
-            outbox=OutboxQueue(self.config.outbox_queue_url or ""),
-            sent_log=self.sent_log,
-            attachments=self.attachments if self.config.attachments_bucket else None,
-            logger=self.logger,
+    def work_order_sync(self) -> WorkOrderSync:
+        return WorkOrderSync(self.work_orders)
+
+    @cached_property
+    def composer(self) -> Composer:
+        return Composer(self.config, self.settings, self.automations, self.work_orders)
+
+    @cached_property
+    def status_changes(self) -> StatusChanges:
+        return StatusChanges(self.automations, self.work_orders, self.outbox)
+
+    @cached_property
+    def planner(self) -> ReminderPlanner:
+        return ReminderPlanner(
+            self.config,
+            self.settings,
+            self.automations,
+            self.work_orders,
+            self.ledger,
+            self.outbox,
+            self.logger,
         )
+
+    def worker(self) -> OutboxWorker:
+        """A worker for one batch (it keeps the batch's connections and reads)."""
+        attachments = self.attachments if self.config.attachments_bucket else None
+        deps = WorkerDeps(
+            self.config,
+            self.settings,
+            self.automations,
+            self.work_orders,
+            self.ledger,
+            self.sent_log,
+            attachments,
+            self.logger,
+        )
+        return OutboxWorker(deps)
+
+
+def make_services() -> Services:
+    return Services(MailerConfig.from_env(), logger)
+
+
+def services() -> Services:
+    """What routes depend on (`Wired`); each function's app overrides it with its own container's."""
+    raise LookupError("no services are wired: build the app with http_app(..., services=boot())")
+
+
+def boot(*needs: str) -> Callable[[], Services]:
+    """A handler module's wiring, at cold start: the environment is read and checked now, including
+    what this function needs (`boot("attachments_bucket")`), so a missing variable fails the start.
+    The result is cached for the container; `.cache_clear()` makes a cold one (tests)."""
+    provider = cache(make_services)
+    provider().config.require(*needs)
+    return provider

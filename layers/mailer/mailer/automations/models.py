@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailer.dal import keys
-from mailer.dal.settings_table import SettingsStore
-from mailer.errors import Forbidden, InvalidInput
-from mailer.identity import Caller
-from mailer.templating.engine import check_template
-
 AutomationType = Literal["reminder", "confirmation", "thank_you"]
 AUTOMATION_TYPES: tuple[str, ...] = AutomationType.__args__  # type: ignore[attr-defined]
-PREFIX = keys.AUTOMATION_PREFIX
-# Sparse index of the settings table: only active reminders carry it, so the noon run finds
-# the tenants to remind with one query.
-ACTIVE_INDEX_PK = keys.ACTIVE_REMINDER_INDEX_PK
 
 
 class AutomationInput(BaseModel):
@@ -82,48 +72,23 @@ def default_automation(automation_type: str) -> Automation:
     )
 
 
-class AutomationService:
-    def __init__(self, store: SettingsStore, clock: Callable[[], str]) -> None:
-        self.store = store
-        self.clock = clock
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    def get(self, tenant_id: str, automation_type: str) -> Automation:
-        item = self.store.get(tenant_id, PREFIX + automation_type)
-        if item is None:
-            return default_automation(automation_type)
-        return Automation.model_validate(item | {"type": automation_type})
+    work_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
 
-    def list(self, tenant_id: str) -> list[Automation]:
-        saved = self.store.list_prefix(tenant_id, PREFIX)
-        return [
-            Automation.model_validate(saved[t] | {"type": t}) if t in saved else default_automation(t)
-            for t in AUTOMATION_TYPES
-        ]
 
-    def save(self, caller: Caller, automation_type: str, body: AutomationInput) -> Automation:
-        if not caller.is_admin:
-            raise Forbidden("Only an administrator can change automated email.")
-        if body.type is not None and body.type != automation_type:
-            raise InvalidInput.on("type", f"does not match the path ({automation_type})")
-        if automation_type != "reminder" and body.days_before is not None:
-            raise InvalidInput.on("days_before", "only the reminder has days_before")
-        check_template(body.subject, "subject", "automation")
-        check_template(body.body_html, "body_html", "automation")
-        if body.body_text is not None:
-            check_template(body.body_text, "body_text", "automation")
-        days = body.days_before if body.days_before is not None else DEFAULTS["reminder"]["days_before"]
-        item = {
-            "active": body.active,
-            "subject": body.subject,
-            "body_html": body.body_html,
-            "body_text": body.body_text,
-            "days_before": days if automation_type == "reminder" else None,
-            "is_default": False,
-            "updated_at": self.clock(),
-            "updated_by": caller.email or caller.user_id,
-        }
-        stored = dict(item)
-        if automation_type == "reminder" and body.active:
-            stored |= {"gsi1pk": ACTIVE_INDEX_PK, "gsi1sk": caller.tenant_id}
-        self.store.put(caller.tenant_id, PREFIX + automation_type, stored)
-        return Automation.model_validate(item | {"type": automation_type})
+class Preview(BaseModel):
+    subject: str
+    html: str
+    text: str
+
+
+class ReminderRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date | None = None
+
+
+class ReminderRunResult(BaseModel):
+    queued: int

@@ -262,31 +262,6 @@ class DocumentEmailService:
             )
         return self.send(caller, DocumentEmailRequest.model_validate(stored), resent_from=entry.id)
 
-    def list(
-        self,
-        caller: Caller,
-        document_type: str | None,
-        document_number: str | None,
-        work_order_id: str | None,
-        *,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[SentLogEntry], str | None]:
-        """The sent log of one document, one work order, or the whole company, newest first."""
-        if (document_type is None) != (document_number is None):
-            missing = "document_number" if document_type else "document_type"
-            raise InvalidInput.on(missing, "document_type and document_number go together")
-        document = (document_type, document_number) if document_type and document_number else None
-        return self.sent_log.list(
-            caller.tenant_id, document=document, work_order_id=work_order_id, limit=limit, cursor=cursor
-        )
-
-    def get(self, caller: Caller, email_id: str) -> SentLogEntry:
-        entry = self.sent_log.get(caller.tenant_id, email_id)
-        if entry is None:
-            raise NotFound(f"No email {email_id} in the sent log.")
-        return entry
-
 
 def _field(name: str, message: str) -> FieldError:
     return FieldError(name, message)

@@ -6,6 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mailer.delivery.failures import Failure
+from mailer.delivery.transports.base import Delivery
+from mailer.ids import new_id, utc_now
+
+EntryKind = Literal["test", "document", "automation"]
+EntryStatus = Literal["sent", "failed", "queued"]
+
 
 class AttachmentInfo(BaseModel):
     filename: str
@@ -16,8 +23,8 @@ class SentLogEntry(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     id: str
-    kind: Literal["test", "document", "automation"]
-    status: Literal["sent", "failed", "queued"]
+    kind: EntryKind
+    status: EntryStatus
     from_: str = Field(alias="from")
     to: list[str]
     cc: list[str] = Field(default_factory=list)
@@ -35,3 +42,34 @@ class SentLogEntry(BaseModel):
     created_at: str
     sent_at: str | None = None
     resent_from: str | None = None
+
+    @classmethod
+    def attempt(
+        cls,
+        *,
+        kind: EntryKind,
+        delivery: Delivery | None,
+        failure: Failure | None,
+        created_at: str | None = None,
+        **fields: Any,
+    ) -> SentLogEntry:
+        """The entry of one send attempt: `sent` with the message id, or `failed` with the failure."""
+        sent = failure is None
+        return cls.model_validate(
+            {
+                "id": new_id(),
+                "kind": kind,
+                "status": "sent" if sent else "failed",
+                "message_id": delivery.message_id if delivery and sent else None,
+                "refused": delivery.refused if delivery else {},
+                "error": failure.as_dict() if failure else None,
+                "created_at": created_at or utc_now(),
+                "sent_at": utc_now() if sent else None,
+                **fields,
+            }
+        )
+
+
+class EmailPage(BaseModel):
+    items: list[SentLogEntry]
+    next_cursor: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -13,12 +14,14 @@ from mailer.config import MailerConfig
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import Sender, build_message
+from mailer.delivery.transports.base import Delivery
 from mailer.errors import Forbidden, InvalidInput, MailerError
 from mailer.identity import Caller
-from mailer.ids import new_id, utc_now
+from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
+from mailer.settings.models import Profile, TestUnsavedInput
 from mailer.settings.sending import deliver
-from mailer.settings.service import SendingProfile
+from mailer.settings.service import SendingProfile, SettingsService
 
 
 class AccountTestResult(BaseModel):
@@ -91,61 +94,67 @@ def build_test_message(profile: SendingProfile, to: str, now: datetime) -> Any:
     )
 
 
-def run_account_test(
-    caller: Caller,
-    profile: SendingProfile,
-    to: str,
-    *,
-    config: MailerConfig,
-    sent_log: SentLogStore,
-    logger: Any,
-) -> AccountTestResult:
-    started_at = utc_now()
-    start = time.monotonic()
-    message = build_test_message(profile, to, datetime.now(UTC))
-    failure: Failure | None = None
-    message_id: str | None = None
-    refused: dict[str, str] = {}
-    try:
-        delivery = deliver(profile, message, config)
-        message_id, refused = delivery.message_id, delivery.refused
-    except DeliveryFailed as exc:
-        failure = exc.failure
-    elapsed_ms = int((time.monotonic() - start) * 1000)
+@dataclass
+class AccountTest:
+    """Test account settings, saved or not yet saved: a real message, and a report of what failed."""
 
-    entry = SentLogEntry(
-        id=new_id(),
-        kind="test",
-        status="failed" if failure else "sent",
-        from_=profile.settings.from_email,
-        to=[to],
-        subject=str(message.message["Subject"]),
-        profile=profile.settings.profile,
-        message_id=message_id,
-        refused=refused,
-        error=failure.as_dict() if failure else None,
-        created_at=started_at,
-        sent_at=None if failure else utc_now(),
-    )
-    email_id: str | None = entry.id
-    try:
-        sent_log.put(caller.tenant_id, entry)
-    except MailerError:
-        logger.warning("sent log write failed for a test message", extra={"email_id": entry.id})
-        email_id = None
-    if failure:
-        logger.info(
-            "test send failed",
-            extra={"category": failure.category, "stage": failure.stage, "smtp_code": failure.smtp_code},
+    config: MailerConfig
+    settings: SettingsService
+    sent_log: SentLogStore
+    logger: Any
+
+    def saved(self, caller: Caller, profile: Profile, to: str | None) -> AccountTestResult:
+        recipient = recipient_for_test(caller, profile, to)
+        return self.run(caller, self.settings.saved_profile(caller, profile), recipient)
+
+    def unsaved(self, caller: Caller, body: TestUnsavedInput) -> AccountTestResult:
+        recipient = recipient_for_test(caller, None, body.to)
+        return self.run(caller, self.settings.unsaved_profile(caller, body, body.profile), recipient)
+
+    def run(self, caller: Caller, profile: SendingProfile, to: str) -> AccountTestResult:
+        started_at = utc_now()
+        start = time.monotonic()
+        message = build_test_message(profile, to, datetime.now(UTC))
+        delivery: Delivery | None = None
+        failure: Failure | None = None
+        try:
+            delivery = deliver(profile, message, self.config)
+        except DeliveryFailed as exc:
+            failure = exc.failure
+        elapsed_ms = int((time.monotonic() - start) * 1000)
+        entry = SentLogEntry.attempt(
+            kind="test",
+            delivery=delivery,
+            failure=failure,
+            created_at=started_at,
+            from_=profile.settings.from_email,
+            to=[to],
+            subject=str(message.message["Subject"]),
+            profile=profile.settings.profile,
         )
+        email_id = self._record(caller, entry)
+        if failure:
+            self.logger.info(
+                "test send failed",
+                extra={"category": failure.category, "stage": failure.stage, "smtp_code": failure.smtp_code},
+            )
+            return AccountTestResult(
+                ok=False, to=to, email_id=email_id, elapsed_ms=elapsed_ms, **failure.as_dict()
+            )
         return AccountTestResult(
-            ok=False, to=to, email_id=email_id, elapsed_ms=elapsed_ms, **failure.as_dict()
+            ok=True,
+            to=to,
+            email_id=email_id,
+            message_id=entry.message_id,
+            elapsed_ms=elapsed_ms,
+            refused=entry.refused or None,
         )
-    return AccountTestResult(
-        ok=True,
-        to=to,
-        email_id=email_id,
-        message_id=message_id,
-        elapsed_ms=elapsed_ms,
-        refused=refused or None,
-    )
+
+    def _record(self, caller: Caller, entry: SentLogEntry) -> str | None:
+        """The entry's id, or None when the sent log could not be written (the test still answers)."""
+        try:
+            self.sent_log.put(caller.tenant_id, entry)
+        except MailerError:
+            self.logger.warning("sent log write failed for a test message", extra={"email_id": entry.id})
+            return None
+        return entry.id

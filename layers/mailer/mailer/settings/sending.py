@@ -25,18 +25,63 @@ def transport_for(settings: SettingsView, password: str | None, config: MailerCo
     )
 
 
-def deliver(profile: SendingProfile, message: OutgoingMessage, config: MailerConfig) -> Delivery:
-    """Send one message. If the server refuses a cached password, fetch it again and retry once:
-    the password may have been changed since this container cached it."""
+DROP_CATEGORIES = ("connection_lost", "timeout")  # the connection is gone; the next send opens a new one
+
+
+def open_authenticated(profile: SendingProfile, config: MailerConfig) -> TransportBase:
+    """Open a connection and sign in. If the server refuses a cached password, fetch it again and
+    sign in once more: it may have been changed since this container cached it. This is the one
+    place where re-authentication happens."""
     password = profile.password()
+    transport = transport_for(profile.settings, password, config)
     try:
-        with transport_for(profile.settings, password, config) as transport:
-            return transport.send(message)
+        transport.open()
     except DeliveryFailed as exc:
         if exc.failure.category != "auth_failed" or not profile.password_cached:
             raise
         fresh = profile.password(force_fetch=True)
         if fresh == password:
             raise
-    with transport_for(profile.settings, fresh, config) as transport:
-        return transport.send(message)
+        transport = transport_for(profile.settings, fresh, config)
+        transport.open()
+    return transport
+
+
+class TransportPool:
+    """Open connections by sender for one batch: opened on first use, dropped when broken, closed at end."""
+
+    def __init__(self, config: MailerConfig) -> None:
+        self.config = config
+        self._open: dict[str, TransportBase] = {}
+
+    def send(self, sender_key: str, profile: SendingProfile, message: OutgoingMessage) -> Delivery:
+        transport = self._open.get(sender_key)
+        if transport is None:
+            transport = self._open[sender_key] = open_authenticated(profile, self.config)
+        try:
+            return transport.send(message)
+        except DeliveryFailed as exc:
+            if exc.failure.category in DROP_CATEGORIES:
+                self.drop(sender_key)
+            raise
+
+    def drop(self, sender_key: str) -> None:
+        transport = self._open.pop(sender_key, None)
+        if transport is not None:
+            transport.close()
+
+    def close(self) -> None:
+        for key in list(self._open):
+            self.drop(key)
+
+    def __enter__(self) -> TransportPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def deliver(profile: SendingProfile, message: OutgoingMessage, config: MailerConfig) -> Delivery:
+    """Send one message over a connection of its own."""
+    with TransportPool(config) as pool:
+        return pool.send("single", profile, message)

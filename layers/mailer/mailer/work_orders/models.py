@@ -76,6 +76,17 @@ class StatusChange(BaseModel):
     notify: bool = True
 
 
+class EmailDecision(BaseModel):
+    queued: bool
+    reason: str | None = None
+    automation: str | None = None
+
+
+class StatusChangeResult(BaseModel):
+    work_order: WorkOrder
+    email: EmailDecision
+
+
 def valid_address(address: str | None) -> bool:
     if not address:
         return False

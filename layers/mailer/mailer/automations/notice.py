@@ -1,0 +1,34 @@
+"""The short message a company's notification address gets when automated email could not be sent."""
+
+from __future__ import annotations
+
+from mailer.delivery.failures import Failure
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.settings.models import SettingsView
+from mailer.work_orders.models import WorkOrder
+
+
+def failure_notice(
+    company: SettingsView, label: str, work_order: WorkOrder, failure: Failure
+) -> OutgoingMessage:
+    """Which email failed, why (with the server's own words), and how to fix it."""
+    assert company.notify_email
+    said = (
+        f" - the server said: {failure.smtp_code or ''} {failure.server_message}"
+        if failure.server_message
+        else ""
+    )
+    text = (
+        f"The automated {label} email for work order {work_order.number} "
+        f"({work_order.customer.name}, {work_order.customer.email}) was not sent.\n\n"
+        f"Why: {failure.category.replace('_', ' ')}{said}\n\n"
+        f"How to fix it: {failure.hint}\n\n"
+        "After fixing the settings, use Test account settings to check them.\n"
+    )
+    return build_message(
+        sender=Sender(company.from_email, company.from_name, None),
+        to=[company.notify_email],
+        subject=f"Not sent: {label} email for work order {work_order.number}",
+        text=text,
+        automated=True,
+    )

@@ -1,0 +1,93 @@
+"""The reminder run: queue the reminders due on a day, leaving out what the ledger already holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from mailer.automations.compose import company_of, zone_of
+from mailer.automations.outbox import OutboxMessage
+from mailer.automations.service import AutomationService
+from mailer.config import MailerConfig
+from mailer.dal import keys
+from mailer.dal.ledger_table import LedgerStore
+from mailer.dal.outbox_queue import OutboxQueue
+from mailer.dal.work_orders_table import WorkOrderStore
+from mailer.errors import Forbidden, MailerError, ServiceUnavailable
+from mailer.identity import Caller
+from mailer.settings.service import SettingsService
+from mailer.work_orders.models import reminder_start_date
+
+PAGE = 100  # work orders looked up in the ledger at a time (BatchGetItem takes 100 keys)
+
+
+@dataclass
+class ReminderPlanner:
+    config: MailerConfig
+    settings: SettingsService
+    automations: AutomationService
+    work_orders: WorkOrderStore
+    ledger: LedgerStore
+    outbox: OutboxQueue
+    logger: Any
+
+    def run_for(self, caller: Caller, run_date: date | None) -> int:
+        """`POST /automations/reminder/run`: the caller's company, now (administrators only)."""
+        if not caller.is_admin:
+            raise Forbidden("Only an administrator can run the reminders.")
+        return self.plan(caller.tenant_id, run_date)
+
+    def plan(self, tenant_id: str, run_date: date | None = None) -> int:
+        """Queue the reminders of work orders starting days_before after the run date."""
+        automation = self.automations.get(tenant_id, "reminder")
+        if not automation.active:
+            return 0
+        today = run_date or datetime.now(zone_of(company_of(self.settings, tenant_id), self.config)).date()
+        start_date = (today + timedelta(days=automation.days_before or 0)).isoformat()
+        queued = 0
+        page: list[OutboxMessage] = []
+        for work_order in self.work_orders.due(tenant_id, start_date):
+            if reminder_start_date(work_order) == start_date:
+                page.append(
+                    OutboxMessage(
+                        tenant_id=tenant_id,
+                        automation="reminder",
+                        work_order_id=work_order.id,
+                        occurrence=start_date,
+                    )
+                )
+            if len(page) == PAGE:
+                queued += self._queue_new(page)
+                page = []
+        queued += self._queue_new(page)
+        self.logger.info(
+            "reminders planned", extra={"tenant_id": tenant_id, "start_date": start_date, "queued": queued}
+        )
+        return queued
+
+    def plan_all_tenants(self) -> dict[str, int]:
+        """The scheduled run: every tenant whose reminder is active, found through a sparse index."""
+        tenants = self.settings.store.tenants_in_index(keys.ACTIVE_REMINDER_INDEX_PK)
+        queued = 0
+        for tenant_id in tenants:
+            try:
+                queued += self.plan(tenant_id)
+            except MailerError:
+                # One tenant's trouble must not cost every other tenant its reminders.
+                self.logger.exception("reminder run failed for a tenant", extra={"tenant_id": tenant_id})
+        return {"tenants": len(tenants), "queued": queued}
+
+    def _queue_new(self, messages: list[OutboxMessage]) -> int:
+        if not messages:
+            return 0
+        done = self.ledger.existing(m.ledger_key for m in messages)
+        fresh = [m for m in messages if m.ledger_key not in done]
+        failed = self.outbox.send(fresh)
+        if failed:
+            # The ledger does not hold them, so the next run queues them: say so, do not look idle.
+            self.logger.error("reminders not queued", extra={"count": len(failed)})
+            raise ServiceUnavailable(
+                f"{len(failed)} reminders could not be queued ({len(fresh) - len(failed)} were); run again."
+            )
+        return len(fresh)

@@ -1,0 +1,56 @@
+"""The OpenAPI document generates clean clients: short camelCase operation ids, named response schemas."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from local.template import Template
+from tests.conftest import load_function
+
+CAMEL = re.compile(r"^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$|^[a-z]+$")
+
+
+def operations(template: Template):
+    for logical in sorted({r.function for r in template.routes()}):
+        schema = load_function(template, logical).app.get_openapi_schema().model_dump(by_alias=True)
+        for path, item in schema["paths"].items():
+            for method in ("get", "put", "post", "delete"):
+                if item.get(method):
+                    yield f"{method.upper()} {path}", item[method]
+
+
+def success_schema(operation: dict) -> tuple[str, dict | None]:
+    status = next(s for s in operation["responses"] if str(s).startswith("2"))
+    content = operation["responses"][status].get("content") or {}
+    media = content.get("application/json")
+    return str(status), (media or {}).get("schema")
+
+
+def test_every_operation_has_a_short_explicit_camel_case_id(template, function_env):
+    ids = {name: op["operationId"] for name, op in operations(template)}
+
+    assert ids, "no operations found"
+    bad = {name: op_id for name, op_id in ids.items() if not CAMEL.match(op_id) or len(op_id) > 32}
+    assert bad == {}
+    assert len(set(ids.values())) == len(ids), "operation ids must be unique"
+
+
+@pytest.mark.parametrize("name", ["GET /providers", "GET /merge-fields"])
+def test_lists_answer_named_item_schemas(template, function_env, name):
+    _, schema = success_schema(dict(operations(template))[name])
+
+    assert schema is not None and schema["type"] == "array" and "$ref" in schema["items"]
+
+
+def test_every_success_response_is_a_named_schema(template, function_env):
+    unnamed = {}
+    for name, operation in operations(template):
+        status, schema = success_schema(operation)
+        if status == "204":
+            continue
+        target = (schema or {}).get("items", schema) if (schema or {}).get("type") == "array" else schema
+        if not target or "$ref" not in target:
+            unnamed[name] = schema
+    assert unnamed == {}

@@ -25,6 +25,7 @@ from mailer.dal.sent_log_table import SentLogStore
 from mailer.dal.settings_table import SettingsStore
 from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.documents.service import DocumentEmailService
+from mailer.documents.uploads import Uploads
 from mailer.documents.wording import DocumentTemplateService
 from mailer.ids import utc_now
 from mailer.observability import logger
@@ -76,6 +77,10 @@ class Services:
         return DocumentEmailService(
             self.settings, self.document_templates, self.attachments, self.sent_log, self.config, self.logger
         )
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        return Uploads(self.attachments, self.config)
 
     @cached_property
     def sent_log_queries(self) -> SentLogQueries:

@@ -159,3 +159,29 @@ def document_context(
         "sender": {"name": sender.from_name or sender.from_email, "email": sender.from_email},
         "today": long_date(now.astimezone(zone).date()),
     }
+
+
+UploadContentType = Literal["application/pdf", "image/png", "image/jpeg", "text/csv", "text/plain"]
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    filename: Annotated[HeaderText, Field(min_length=1, max_length=200)]
+    content_type: UploadContentType
+    size: Annotated[int, Field(ge=0)]
+
+
+class UploadTicket(BaseModel):
+    upload_id: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_at: str
+    max_size: int
+
+
+class Rendered(BaseModel):
+    subject: str
+    html: str
+    text: str

@@ -6,8 +6,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from mailer.api import CurrentCaller, problem_responses
-from mailer.documents.models import DocumentEmailRequest, DocumentPreviewRequest
-from mailer.documents.service import Rendered, UploadRequest, UploadTicket
+from mailer.documents.models import (
+    DocumentEmailRequest,
+    DocumentPreviewRequest,
+    Rendered,
+    UploadRequest,
+    UploadTicket,
+)
 from mailer.observability import metrics
 from mailer.routes import Wired
 from mailer.sent_log.models import SentLogEntry
@@ -26,7 +31,7 @@ router = Router()
     | problem_responses(413, success=None),
 )
 def create_upload(body: UploadRequest, caller: CurrentCaller, svc: Wired) -> Response[UploadTicket]:
-    ticket = svc.documents.create_upload(caller, body)
+    ticket = svc.uploads.create(caller, body)
     return Response(status_code=201, content_type="application/json", body=ticket.model_dump(mode="json"))
 
 

@@ -23,8 +23,9 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from local.events import sqs_record
 from local.outbox_poller import QueuePoller, failed_ids
-from local.run import LocalStack, StackConfig, start_stack
 from local.smtp_server import ReceivedMessage, free_port
+from local.stack import LocalStack, start_stack
+from local.stack_config import StackConfig
 
 CUSTOMERS = {
     "WO-1001": "dana.whitfield@demo.test",

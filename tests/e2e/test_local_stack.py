@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from local.run import LocalStack, StackConfig, demo_settings, start_stack
+from local.seed import demo_settings
 from local.smtp_server import free_port
+from local.stack import LocalStack, start_stack
+from local.stack_config import StackConfig
 from local.template import ROOT
 
 PROBLEM_JSON = "application/problem+json"

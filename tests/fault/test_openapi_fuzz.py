@@ -51,8 +51,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from local.run import LocalStack, StackConfig, demo_settings, start_stack
+from local.seed import demo_settings
 from local.smtp_server import free_port
+from local.stack import LocalStack, start_stack
+from local.stack_config import StackConfig
 from local.template import Template
 from mailer.settings.models import valid_host
 

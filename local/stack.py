@@ -1,0 +1,193 @@
+"""The local stack in this process: moto, the SMTP server, the handlers, the queue pollers, the API.
+
+`start_stack()` starts it (tests use it directly); `LocalStack.stop()` frees every port and puts the
+environment back.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from local.console import print_message, quiet_logs
+from local.handlers import Functions, add_layers_to_path, reset_shared_clients, shared_environment
+from local.http_server import LocalApiServer
+from local.lambda_log import LambdaLog
+from local.openapi import docs_pages, openapi_document
+from local.outbox_poller import QueuePoller
+from local.seed import seed_demo_tenant
+from local.smtp_server import LocalSmtpServer
+from local.stack_config import HOST, EnvOverlay, StackConfig, ensure_free
+from local.template import ROOT, Template
+from local.tls_files import TlsFiles, make_tls
+
+
+def project_version() -> str:
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+
+
+@dataclass
+class LocalStack:
+    config: StackConfig
+    out: Callable[[str], None] = print
+    template: Template = field(default_factory=Template)
+    env: EnvOverlay = field(default_factory=EnvOverlay)
+    moto: ThreadedMotoServer | None = None
+    smtp: LocalSmtpServer | None = None
+    api: LocalApiServer | None = None
+    pollers: list[QueuePoller] = field(default_factory=list)
+    functions: Functions | None = None
+    tls: TlsFiles | None = None
+    lambda_log: LambdaLog | None = None  # the handlers' JSON output, when config.lambda_log is set
+    modules: dict[str, ModuleType] = field(default_factory=dict)
+    moto_url: str = ""
+    ca_bundle: str = ""
+    demo_today: date | None = None  # the day the demo work orders were placed around
+
+    @property
+    def outbox(self) -> QueuePoller:
+        """The poller of the outbox queue (Lambda's event source of the email worker)."""
+        poller = next((p for p in self.pollers if p.source.queue == "OutboxQueue"), None)
+        assert poller is not None, "the stack is not started"
+        return poller
+
+    @property
+    def api_url(self) -> str:
+        assert self.api is not None, "the stack is not started"
+        return self.api.url
+
+    @property
+    def smtp_port(self) -> int:
+        assert self.smtp is not None, "the stack is not started"
+        return self.smtp.port
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.config.mail_dir
+
+    def start(self) -> LocalStack:
+        try:
+            self._start_moto()
+            self.tls = make_tls(self.config.tls_dir)
+            self._start_smtp()
+            self._load_functions()
+            self._seed()
+            self._start_pollers()
+            self._start_api()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_moto(self) -> None:
+        for name, port in (
+            ("API_PORT", self.config.api_port),
+            ("SMTP_PORT", self.config.smtp_port),
+            ("MOTO_PORT", self.config.moto_port),
+        ):
+            ensure_free(name, port)
+        quiet_logs()
+        self.moto = ThreadedMotoServer(ip_address=HOST, port=self.config.moto_port, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        self.env.point_aws_at(self.moto_url)
+        # moto keeps its state per process: a stack started again here must not see the last one's.
+        requests.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
+        self.template.create_all(boto3.Session())
+
+    def _start_smtp(self) -> None:
+        assert self.tls is not None
+        self.smtp = LocalSmtpServer(
+            mode="starttls",
+            host=HOST,
+            port=self.config.smtp_port,
+            server_context=self.tls.server_context,
+            users={self.config.smtp_username: self.config.smtp_password},
+            mail_dir=self.config.mail_dir,
+            on_message=print_message(self.out),
+        ).start()
+
+    def _load_functions(self) -> None:
+        assert self.tls is not None
+        self.ca_bundle = self.config.operator_ca_bundle or str(self.tls.ca)
+        self.env.set(
+            shared_environment(self.template)
+            | {
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_NAMESPACE": "CompanyMailLocal",
+                "MAILER_EXTRA_CA_BUNDLE": self.ca_bundle,
+            }
+        )
+        add_layers_to_path(self.template)
+        reset_shared_clients()
+        self.functions = Functions(self.template)
+        if self.config.lambda_log is not None:
+            self.lambda_log = LambdaLog(self.config.lambda_log, self.out).start()
+        self.modules = self.functions.load_all()
+        if self.lambda_log is not None:
+            self.lambda_log.attach()  # the Loggers made by the imports above
+
+    def _seed(self) -> None:
+        assert self.functions is not None
+        self.demo_today = seed_demo_tenant(self.functions, self.template, self.config)
+
+    def _start_pollers(self) -> None:
+        """Lambda's SQS event sources of the template (the outbox queue -> the email worker)."""
+        assert self.functions is not None
+        for source in self.template.queue_sources():
+            poller = QueuePoller(
+                self.functions,
+                self.template,
+                source,
+                endpoint_url=self.moto_url,
+                out=self.out,
+                retry_delay=self.config.retry_seconds,
+            )
+            self.pollers.append(poller.start())
+        if self.lambda_log is not None:
+            self.lambda_log.attach()  # a poller imports its function when it starts
+
+    def _start_api(self) -> None:
+        assert self.functions is not None
+        self.api = LocalApiServer((HOST, self.config.api_port), self.template, self.functions)
+        document = openapi_document(self.modules, self.api.url, project_version())
+        self.api.pages.update(docs_pages(document))
+        self.api.start()
+
+    def stop(self) -> None:
+        """Idempotent; frees every port (moto's stop() alone leaves its socket open)."""
+        pollers, self.pollers = self.pollers, []
+        for poller in pollers:
+            poller.stop()
+        api, self.api = self.api, None
+        if api is not None:
+            api.stop()
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            smtp.stop()
+        moto, self.moto = self.moto, None
+        if moto is not None:
+            moto.stop()
+            server = getattr(moto, "_server", None)
+            if server is not None:
+                server.server_close()
+        if self.functions is not None:
+            self.functions.clear_caches()
+            reset_shared_clients()
+        lambda_log, self.lambda_log = self.lambda_log, None
+        if lambda_log is not None:
+            lambda_log.stop()
+        self.env.restore()
+
+
+def start_stack(config: StackConfig | None = None, out: Callable[[str], None] = print) -> LocalStack:
+    return LocalStack(config or StackConfig.from_env(), out=out).start()

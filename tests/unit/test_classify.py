@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import smtplib
 import socket
 import ssl
 
 import pytest
 
-from mailer.delivery.classify import ServerContext, classify_ses_error, classify_smtp_error
+from mailer.delivery.classify import (
+    Category,
+    ServerContext,
+    classify_ses_error,
+    classify_smtp_error,
+    insecure_auth_refused,
+    starttls_unavailable,
+)
+from mailer.delivery.classify.hints import HINTS, Hint
+from mailer.delivery.classify.ses import SES_RULES, ses_rule_for
+from mailer.delivery.classify.smtp import SMTP_RULES, Rule, rule_for
 
 
 def ctx(host: str = "mail.example.net", port: int = 587, security: str = "starttls") -> ServerContext:
@@ -205,3 +216,91 @@ def test_ses_error_codes_map_to_categories(code, category, transient):
 
     assert (failure.category, failure.transient) == (category, transient)
     assert failure.server_message == f"{code}: details"
+
+
+# --- the tables ------------------------------------------------------------------------------------
+
+
+def untrusted_certificate() -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc.verify_message = "self-signed certificate"
+    return exc
+
+
+SENDER = "billing@acme.example"
+
+# One error per row of SMTP_RULES, in table order: each must land on its own row.
+ONE_ERROR_PER_SMTP_RULE = [
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure"), "connect", ctx()),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "connect", ctx()),
+    (untrusted_certificate(), "connect", ctx()),
+    (ssl.SSLError(1, "wrong version number"), "connect", ctx(security="ssl")),
+    (ssl.SSLError(1, "handshake failure"), "connect", ctx(port=465, security="ssl")),
+    (TimeoutError("timed out"), "connect", ctx(port=465)),
+    (TimeoutError("timed out"), "data", ctx()),
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connect", ctx()),
+    (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "data", ctx()),
+    (OSError(errno.ENETUNREACH, "Network is unreachable"), "connect", ctx()),
+    (OSError(errno.ECONNABORTED, "Software caused connection abort"), "connect", ctx()),
+    (BAD_LOGIN, "auth", ctx()),
+    (smtplib.SMTPDataError(552, b"Too much mail data"), "data", ctx()),
+    (smtplib.SMTPSenderRefused(550, b"5.3.4 Message too big for system", SENDER), "data", ctx()),
+    (smtplib.SMTPDataError(554, b"Message size exceeds the limit"), "data", ctx()),
+    (smtplib.SMTPConnectError(421, b"4.3.2 Service not available"), "connect", ctx()),
+    (smtplib.SMTPSenderRefused(454, b"4.7.0 Too many messages, slow down", SENDER), "data", ctx()),
+    (smtplib.SMTPSenderRefused(553, b"5.7.1 Sender not allowed", SENDER), "data", ctx()),
+    (smtplib.SMTPRecipientsRefused({"a@customer.example": (550, b"5.1.1 Unknown user")}), "data", ctx()),
+    (smtplib.SMTPDataError(554, b"5.7.1 Message rejected as spam"), "data", ctx()),
+    (smtplib.SMTPConnectError(554, b"5.7.1 No SMTP service here"), "connect", ctx()),
+    (smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server."), "auth", ctx()),
+    (smtplib.SMTPException("No suitable authentication method found."), "auth", ctx()),
+    (smtplib.SMTPHeloError(501, b"5.5.4 Syntax error"), "connect", ctx()),
+    (UnicodeEncodeError("ascii", "pässword", 1, 2, "no"), "auth", ctx()),
+    (ValueError("unexpected"), "data", ctx()),
+]
+
+
+def test_every_smtp_rule_is_reached_by_an_error_no_earlier_rule_takes():
+    reached = []
+    for exc, stage, context in ONE_ERROR_PER_SMTP_RULE:
+        rule, facts = rule_for(exc, stage, context)
+        assert rule.failure(facts).category == rule.category
+        reached.append(rule)
+
+    assert reached == list(SMTP_RULES)
+
+
+def test_no_two_smtp_rules_have_the_same_condition():
+    def condition(rule: Rule) -> tuple:
+        return (rule.types, rule.unless, rule.errnos, rule.codes, rule.status, rule.pattern, rule.when)
+
+    assert len({condition(rule) for rule in SMTP_RULES}) == len(SMTP_RULES)
+
+
+ONE_ERROR_PER_SES_RULE = [
+    ("MessageRejected", "Email address is not verified."),
+    ("MessageRejected", "Message contains a virus"),
+    ("MailFromDomainNotVerifiedException", "details"),
+    ("AccessDeniedException", "details"),
+    ("SendingPausedException", "details"),
+    ("ThrottlingException", "details"),
+    ("NotFoundException", "details"),
+    ("InternalServiceUnavailable", "details"),
+    ("SomethingNew", "details"),
+]
+
+
+def test_every_ses_rule_is_reached_and_none_is_written_twice():
+    assert [ses_rule_for(code, message) for code, message in ONE_ERROR_PER_SES_RULE] == list(SES_RULES)
+    assert len({(rule.code, rule.message) for rule in SES_RULES}) == len(SES_RULES)
+
+
+def test_every_category_is_produced_and_every_hint_has_a_text():
+    produced = (
+        {rule.category for rule in SMTP_RULES}
+        | {rule.category for rule in SES_RULES}
+        | {starttls_unavailable(ctx()).category, insecure_auth_refused(ctx()).category}
+    )
+
+    assert produced == set(Category)
+    assert set(HINTS) == set(Hint)

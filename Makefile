@@ -1,5 +1,5 @@
 # make run   - the whole system on this machine (moto, local SMTP, HTTP API); no AWS, no Docker
-# make test  - lint, template checks, sam build (when python3.13 is found) and the test suite
+# make test  - lint, types (mypy), template checks, sam build (when python3.13 is found) and the test suite
 # make bench - send throughput, worker throughput, reminder fan-out, cold start (bench/README.md)
 # Both install what they need on first use: .venv for the app and tests, .venv-tools for the SAM CLI.
 
@@ -23,7 +23,7 @@ BIN := $(VENV)/bin
 
 help:
 	@echo "make run    start the local stack (API on :3000, SMTP on :1025, mail in var/mail)"
-	@echo "make test   lint, cfn-lint, sam validate --lint, sam build, pytest"
+	@echo "make test   ruff, mypy, cfn-lint, sam validate --lint, sam build, pytest"
 	@echo "make build  sam build (needs python3.13)"
 	@echo "make bench  benchmarks: throughput, fan-out, cold start and memory (a few minutes)"
 	@echo "make clean  remove virtual environments and build output"
@@ -53,6 +53,9 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/mypy layers/mailer/mailer
+	@# Every handler is a module named app: one mypy run each.
+	@for handler in functions/*/app.py; do $(BIN)/mypy --no-error-summary $$handler || exit 1; done
 
 validate: $(TOOLS)/bin/.installed
 	$(TOOLS)/bin/sam validate --lint

@@ -147,7 +147,11 @@ def _child(
 def import_targets(template: Any) -> dict[str, tuple[str, list[str], dict[str, str], Path]]:
     """label -> (module, sys.path entries, environment, working directory)."""
     targets: dict[str, tuple[str, list[str], dict[str, str], Path]] = {
-        "import boto3 (baseline)": ("boto3", [str(LAYER)], base_environment(), ROOT)
+        "import boto3 (baseline)": ("boto3", [str(LAYER)], base_environment(), ROOT),
+        # What the OAuth connection adds, alone: the OAuth client library, and the HTTPS client of
+        # Graph and Gmail (already imported by botocore, so free in a handler).
+        "import oauthlib.oauth2 (OAuth client)": ("oauthlib.oauth2", [str(LAYER)], base_environment(), ROOT),
+        "import urllib3 (Graph, Gmail)": ("urllib3", [str(LAYER)], base_environment(), ROOT),
     }
     for logical in template.functions():
         path, _ = template.handler_path(logical)

@@ -11,7 +11,7 @@ from typing import Any
 
 from local import demo_data
 from local.seed import TENANT, demo_settings
-from local.stack import LocalStack
+from local.stack import LOCAL_ACCOUNT, LocalStack
 from local.stack_config import HOST
 
 
@@ -119,7 +119,53 @@ def _import_failures(stack: LocalStack) -> list[str]:
 
 def banner(stack: LocalStack) -> str:
     lines = _where(stack) + _examples(_settings_examples(stack)) + automated_email_help(stack)
-    return "\n".join(lines + _import_failures(stack))
+    return "\n".join(lines + oauth_help(stack) + _import_failures(stack))
+
+
+def oauth_help(stack: LocalStack) -> list[str]:
+    """Connecting the demo company to the local Microsoft and Google, in a browser or with curl."""
+    if stack.providers is None:
+        return []
+    url, env = stack.api_url, stack.oauth_env
+    test = _curl("POST", f"{url}/settings/company/test", {"to": "you@demo.test"})
+    pick = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"authorization_url\"])'"
+
+    def connect(provider: str, transport: str) -> str:
+        started = _curl(
+            "POST", f"{url}/oauth/{provider}/start", {"profile": "company", "transport": transport}
+        )
+        return f'curl -s -L "$({started} | {pick})"'
+
+    lines = [
+        f"  Connect accounts with OAuth. Local Microsoft sign-in {env['OAUTH_MICROSOFT_AUTHORIZE_URL']},",
+        f"  Graph {env['MICROSOFT_GRAPH_URL']}, Google sign-in {env['OAUTH_GOOGLE_AUTHORIZE_URL']},",
+        f"  Gmail API {env['GMAIL_API_URL']}, XOAUTH2 SMTP {env['OAUTH_MICROSOFT_SMTP']} (Microsoft) and",
+        f"  {env['OAUTH_GOOGLE_SMTP']} (Google). The sign-in pages consent at once, as {LOCAL_ACCOUNT}; mail",
+        "  they accept lands in the mail folder too. Export an OAUTH_* or *_API_URL variable before",
+        "  make run to use another endpoint.",
+        "",
+    ]
+    browser = _curl("POST", f"{url}/oauth/microsoft/start", {"profile": "company", "transport": "api"})
+    return lines + _examples(
+        [
+            (
+                "In a browser: start, then open the authorization_url it answers (a page says connected)",
+                browser,
+            ),
+            (
+                "Or with curl: connect the company to Microsoft 365, then test: it goes through Graph",
+                connect("microsoft", "api") + "\n  " + test,
+            ),
+            (
+                "Connect Google with SMTP XOAUTH2 instead, then test through its SMTP server",
+                connect("google", "smtp") + "\n  " + test,
+            ),
+            (
+                "Revoke the app at the local Google (its security page), test -> oauth_reconnect_required",
+                _curl("POST", f"{stack.providers.google.url}/local/revoke-all") + "\n  " + test,
+            ),
+        ]
+    )
 
 
 def _automation_examples(stack: LocalStack) -> list[tuple[str, str]]:

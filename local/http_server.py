@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import threading
 import traceback
@@ -203,10 +204,19 @@ class LocalApiServer(ThreadingHTTPServer):
         return event
 
 
+# Query values never printed in the request log: an OAuth callback carries a code and a state.
+_SECRET_QUERY = re.compile(r"(?i)\b(code|state|session_state|token|access_token|refresh_token)=[^&\s\"]+")
+
+
 class ApiRequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     timeout = 60
     server_version = "company-mail-local"
+
+    def log_message(self, format: str, *args: object) -> None:
+        super().log_message(
+            format, *(_SECRET_QUERY.sub(r"\1=[hidden]", a) if isinstance(a, str) else a for a in args)
+        )
 
     def _headers(self) -> dict[str, str]:
         joined: dict[str, str] = {}

@@ -149,7 +149,29 @@ def samples() -> dict[str, HttpRequest]:
             {"status": "en_route", "notify": True},
             work_order_id="WO-1001",
         ),
+        "oauth-start": json_request(
+            "POST",
+            "/oauth/microsoft/start",
+            "/oauth/{provider}/start",
+            {
+                "profile": "company",
+                "transport": "api",
+                "return_to": None,
+                "login_hint": "billing@acme.example",
+            },
+            provider="microsoft",
+        ),
+        # The provider's redirect: no JWT, the state (from oauth-start's answer) identifies the caller.
+        "oauth-callback": HttpRequest(
+            method="GET",
+            path="/oauth/callback",
+            route="/oauth/callback",
+            query={"code": "replace-with-the-code", "state": "replace-with-the-state"},
+        ),
     }
+
+
+PUBLIC = {"oauth-callback"}  # sent without the authorizer's claims, as API Gateway sends them
 
 
 def stable(event: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +226,10 @@ def other_events() -> dict[str, dict[str, Any]]:
 
 
 def main() -> None:
-    written = {name: stable(http_event(request, ADMIN)) for name, request in samples().items()}
+    written = {
+        name: stable(http_event(request, None if name in PUBLIC else ADMIN))
+        for name, request in samples().items()
+    }
     for name, event in (written | other_events()).items():
         path = EVENTS / f"{name}.json"
         path.write_text(json.dumps(event, indent=2) + "\n")

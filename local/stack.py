@@ -6,6 +6,7 @@ environment back.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,33 @@ from local.http_server import LocalApiServer
 from local.lambda_log import LambdaLog
 from local.openapi import docs_pages, openapi_document
 from local.outbox_poller import QueuePoller
+from local.provider_mail import record_deliveries
+from local.providers import Providers
 from local.seed import seed_demo_tenant
 from local.smtp_server import LocalSmtpServer
 from local.stack_config import HOST, EnvOverlay, StackConfig, ensure_free
 from local.template import ROOT, Template
 from local.tls_files import TlsFiles, make_tls
+
+LOCAL_ACCOUNT = "billing@demo.test"  # the account the local Microsoft and Google sign-in pages consent as
+OAUTH_VARIABLES = (
+    "OAUTH_REDIRECT_URL",
+    "OAUTH_ALLOWED_ORIGINS",
+    "OAUTH_MICROSOFT_CLIENT_ID",
+    "OAUTH_MICROSOFT_CLIENT_SECRET",
+    "OAUTH_MICROSOFT_AUTHORIZE_URL",
+    "OAUTH_MICROSOFT_TOKEN_URL",
+    "MICROSOFT_GRAPH_URL",
+    "OAUTH_MICROSOFT_SMTP",
+    "OAUTH_GOOGLE_CLIENT_ID",
+    "OAUTH_GOOGLE_CLIENT_SECRET",
+    "OAUTH_GOOGLE_AUTHORIZE_URL",
+    "OAUTH_GOOGLE_TOKEN_URL",
+    "OAUTH_GOOGLE_REVOKE_URL",
+    "OAUTH_GOOGLE_USERINFO_URL",
+    "GMAIL_API_URL",
+    "OAUTH_GOOGLE_SMTP",
+)
 
 
 def project_version() -> str:
@@ -46,6 +69,8 @@ class LocalStack:
     pollers: list[QueuePoller] = field(default_factory=list)
     functions: Functions | None = None
     tls: TlsFiles | None = None
+    providers: Providers | None = None  # local Microsoft and Google: sign-in, Graph, Gmail, XOAUTH2 SMTP
+    oauth_env: dict[str, str] = field(default_factory=dict)  # where the handlers find them
     lambda_log: LambdaLog | None = None  # the handlers' JSON output, when config.lambda_log is set
     modules: dict[str, ModuleType] = field(default_factory=dict)
     moto_url: str = ""
@@ -74,10 +99,12 @@ class LocalStack:
         return self.config.mail_dir
 
     def start(self) -> LocalStack:
+        given = {k: v for k, v in os.environ.items() if k in OAUTH_VARIABLES and v}  # before any overlay
         try:
             self._start_moto()
             self.tls = make_tls(self.config.tls_dir)
             self._start_smtp()
+            self._start_providers(given)
             self._load_functions()
             self._seed()
             self._start_pollers()
@@ -116,6 +143,19 @@ class LocalStack:
             on_message=print_message(self.out),
         ).start()
 
+    def _start_providers(self, given: dict[str, str]) -> None:
+        """Loopback servers shaped like Microsoft's and Google's, unless the environment names others:
+        a variable set before `make run` wins over the local endpoint."""
+        assert self.tls is not None
+        self.providers = Providers(smtp_context=self.tls.server_context, account=LOCAL_ACCOUNT).start()
+        record_deliveries(self.providers, self.config.mail_dir, self.out)
+        local = self.providers.env() | self.providers.client_env()
+        local["OAUTH_REDIRECT_URL"] = f"http://{HOST}:{self.config.api_port}/oauth/callback"
+        local["OAUTH_ALLOWED_ORIGINS"] = (
+            f"http://{HOST}:{self.config.api_port},http://localhost:{self.config.api_port}"
+        )
+        self.oauth_env = local | given
+
     def _load_functions(self) -> None:
         assert self.tls is not None
         self.ca_bundle = self.config.operator_ca_bundle or str(self.tls.ca)
@@ -126,6 +166,7 @@ class LocalStack:
                 "POWERTOOLS_METRICS_NAMESPACE": "CompanyMailLocal",
                 "MAILER_EXTRA_CA_BUNDLE": self.ca_bundle,
             }
+            | self.oauth_env
         )
         add_layers_to_path(self.template)
         reset_shared_clients()
@@ -174,6 +215,9 @@ class LocalStack:
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.stop()
+        providers, self.providers = self.providers, None
+        if providers is not None:
+            providers.stop()
         moto, self.moto = self.moto, None
         if moto is not None:
             moto.stop()

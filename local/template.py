@@ -107,6 +107,10 @@ class LocalNames:
             if key == "Fn::GetAtt":
                 logical, attribute = arg
                 return self.attribute(logical, attribute)
+            if key == "Fn::Join":
+                delimiter, items = arg
+                resolved = self.resolve(items)  # a CommaDelimitedList parameter resolves to its text
+                return resolved if isinstance(resolved, str) else delimiter.join(str(i) for i in resolved)
         if isinstance(value, dict):
             return {k: self.resolve(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -1,42 +1,30 @@
-"""Shared fixtures: AWS on moto with the template's tables, handlers as Lambda runs them, TLS material."""
+"""Shared fixtures: AWS on moto with the template's tables, handlers as Lambda runs them, TLS material,
+loopback SMTP servers and the outbox. Each is a thin wrapper over tests/support."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import ssl
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 import trustme
-from moto import mock_aws
 
-from local.events import ADMIN, FakeContext, HttpRequest, Identity, http_event
+from local.smtp_server import LocalSmtpServer
 from local.template import Template
-from mailer.dal import clients as aws_clients
-from mailer.delivery.tls import client_context
-
-_loaded: dict[str, ModuleType] = {}
+from tests.support.api import Api, cold_start
+from tests.support.aws import isolate_from_aws, set_function_environment, template_on_moto
+from tests.support.outbox import Outbox
+from tests.support.smtp import Script, ScriptedServer, Servers, start_smtp_server
+from tests.support.tls import server_context, write_ca_bundle
 
 
 @pytest.fixture(autouse=True)
 def _isolated_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach a real AWS account; Powertools quiet and deterministic."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "CompanyMailTests")
-    monkeypatch.setenv("POWERTOOLS_DEV", "false")
-    aws_clients.reset()
-    client_context.cache_clear()
+    isolate_from_aws(monkeypatch)
 
 
 @pytest.fixture
@@ -47,80 +35,29 @@ def template() -> Template:
 @pytest.fixture
 def aws(template: Template) -> Iterator[boto3.Session]:
     """moto with every table, queue and bucket of template.yaml."""
-    with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
-        template.create_all(session)
-        aws_clients.reset()
+    with template_on_moto(template) as session:
         yield session
-    aws_clients.reset()
-
-
-def load_function(template: Template, logical_id: str) -> ModuleType:
-    """Import a function's handler module from its CodeUri under a name of its own."""
-    if logical_id not in _loaded:
-        path, _ = template.handler_path(logical_id)
-        spec = importlib.util.spec_from_file_location(f"fn_{logical_id}", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        _loaded[logical_id] = module
-    return _loaded[logical_id]
-
-
-class Api:
-    """Calls the template's routes as API Gateway would: finds the function, builds a v2 event."""
-
-    def __init__(self, template: Template) -> None:
-        self.template = template
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        identity: Identity | None = ADMIN,
-        raw_body: str | bytes | None = None,
-        query: dict[str, str] | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
-        for route in self.template.routes():
-            match = route.pattern.match(path)
-            if route.method == method and match:
-                break
-        else:
-            raise AssertionError(f"template.yaml has no route for {method} {path}")
-        module = load_function(self.template, route.function)
-        request = HttpRequest(
-            method=method,
-            path=path,
-            route=route.path,
-            path_parameters=match.groupdict(),
-            query=query or {},
-            body=raw_body if raw_body is not None else (None if body is None else json.dumps(body)),
-        )
-        response = module.lambda_handler(http_event(request, identity), FakeContext())
-        text = response.get("body") or ""
-        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-        parsed = json.loads(text) if text and "json" in headers.get("content-type", "") else text
-        return response["statusCode"], parsed, headers
 
 
 @pytest.fixture
 def function_env(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables the template gives the functions, as Lambda sets them before the cold start."""
-    for logical in template.functions():
-        for key, value in template.function_environment(logical).items():
-            if key != "POWERTOOLS_SERVICE_NAME":
-                monkeypatch.setenv(key, value)
+    set_function_environment(template, monkeypatch)
 
 
 @pytest.fixture
 def api(aws: boto3.Session, template: Template, function_env: None) -> Api:
     # Each function is a warm container for the length of one test: caches live across calls.
-    for logical in template.functions():
-        load_function(template, logical).services.cache_clear()
+    cold_start(template)
     return Api(template)
+
+
+@pytest.fixture
+def outbox(api: Api, aws: boto3.Session, template: Template) -> Iterator[Outbox]:
+    """The worker fed from the outbox queue: a cold container, and none left warm for the next test."""
+    box = Outbox(aws, template)
+    yield box
+    box.close()
 
 
 @pytest.fixture(scope="session")
@@ -130,16 +67,12 @@ def ca() -> trustme.CA:
 
 @pytest.fixture(scope="session")
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
+    return server_context(ca, "localhost", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")
 def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
+    return write_ca_bundle(ca, tmp_path_factory.mktemp("ca") / "ca.pem")
 
 
 @pytest.fixture
@@ -150,19 +83,24 @@ def trust_local_ca(ca_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def smtp_server(server_tls: ssl.SSLContext) -> Iterator[Callable[..., Any]]:
+def smtp_server(server_tls: ssl.SSLContext) -> Iterator[Callable[..., LocalSmtpServer]]:
     """Factory for real loopback SMTP servers; every one started is stopped after the test."""
-    from local.smtp_server import LocalSmtpServer
-
-    started: list[LocalSmtpServer] = []
+    servers = Servers()
 
     def start(mode: str = "starttls", **options: Any) -> LocalSmtpServer:
-        if mode != "plain":
-            options.setdefault("server_context", server_tls)
-        server = LocalSmtpServer(mode=mode, **options).start()  # type: ignore[arg-type]
-        started.append(server)
-        return server
+        return servers.keep(start_smtp_server(server_tls, mode, **options))
 
     yield start
-    for server in started:
-        server.stop()
+    servers.stop_all()
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[[Script], ScriptedServer]]:
+    """Factory for ScriptedServer (misbehaving below SMTP); every one started is stopped after the test."""
+    servers = Servers()
+
+    def start(script: Script) -> ScriptedServer:
+        return servers.keep(ScriptedServer(script).start())
+
+    yield start
+    servers.stop_all()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,9 +22,9 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from local.events import sqs_record
 from local.outbox_poller import QueuePoller, failed_ids
-from local.smtp_server import ReceivedMessage, free_port
-from local.stack import LocalStack, start_stack
-from local.stack_config import StackConfig
+from local.smtp_server import ReceivedMessage
+from local.stack import LocalStack
+from tests.support.stack import running_stack
 
 CUSTOMERS = {
     "WO-1001": "dana.whitfield@demo.test",
@@ -104,17 +103,8 @@ def console() -> Console:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, console: Console) -> Iterator[LocalStack]:
     """One stack for the module; moto's state is per process, so no other stack runs meanwhile."""
-    tmp: Path = tmp_path_factory.mktemp("automated")
-    config = StackConfig(
-        api_port=free_port(),
-        smtp_port=free_port(),
-        moto_port=free_port(),
-        mail_dir=tmp / "mail",
-        tls_dir=tmp / "tls",
-    )
-    stack = start_stack(config, out=console)
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory.mktemp("automated"), out=console) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,13 @@ import pytest
 import requests
 
 from local.seed import demo_settings
-from local.smtp_server import free_port
 from local.stack import LocalStack, start_stack
 from local.stack_config import StackConfig
 from local.template import ROOT
+from tests.support.stack import running_stack, stack_config
 
 PROBLEM_JSON = "application/problem+json"
 NON_ADMIN = {"X-User-Id": "tech-1", "X-User-Email": "tech@demo.test", "X-User-Groups": ""}
-
-
-def config_in(tmp: Path) -> StackConfig:
-    return StackConfig(
-        api_port=free_port(),
-        smtp_port=free_port(),
-        moto_port=free_port(),
-        mail_dir=tmp / "mail",
-        tls_dir=tmp / "tls",
-    )
 
 
 def port_is_free(port: int) -> bool:
@@ -62,9 +52,8 @@ def problem(response: requests.Response, status: int) -> dict[str, Any]:
 @pytest.fixture(scope="class")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """One stack for the class; moto's state is per process, so no other stack runs meanwhile."""
-    stack = start_stack(config_in(tmp_path_factory.mktemp("stack")), out=lambda line: None)
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="class")
@@ -276,7 +265,7 @@ class TestWhatAUserSees:
 
 
 def test_stop_frees_every_port(tmp_path: Path) -> None:
-    config = config_in(tmp_path)
+    config = stack_config(tmp_path)
     stack = start_stack(config, out=lambda line: None)
     assert requests.get(f"{stack.api_url}/providers", timeout=10).status_code == 200
     environment_during = os.environ["AWS_ENDPOINT_URL"]
@@ -293,13 +282,13 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        config = StackConfig(**{**config_in(tmp_path).__dict__, "moto_port": taken.getsockname()[1]})
+        config = StackConfig(**{**stack_config(tmp_path).__dict__, "moto_port": taken.getsockname()[1]})
         with pytest.raises(OSError, match="MOTO_PORT"):
             start_stack(config, out=lambda line: None)
 
 
 def test_make_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
-    config = config_in(tmp_path)
+    config = stack_config(tmp_path)
     env = {
         **os.environ,
         "API_PORT": str(config.api_port),

@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fault_helpers import PROBLEM_JSON, AwsFaults
-from test_automated_email import RUN_DATE, TOMORROW, Outbox, activate, run_reminders, sync, work_order
+
+from tests.support.api import PROBLEM_JSON, cold_start
+from tests.support.factories import OWNER, RUN_DATE, TOMORROW, smtp_settings, work_order
+from tests.support.faults import AwsFaults
+from tests.support.outbox import Outbox
+from tests.support.steps import activate, run_reminders, save_settings, sync
 
 ACCOUNT = "office@acme.example"
 PASSWORD = "Aws-Fault-Pa55word"
 CUSTOMER = "wo-1@customer.example"
-SMTP_SETTINGS = {
-    "host": "127.0.0.1",
-    "security": "starttls",
-    "username": ACCOUNT,
-    "password": PASSWORD,
-    "from_name": "Acme Plumbing",
-    "from_email": ACCOUNT,
-}
+SMTP_SETTINGS = smtp_settings(ACCOUNT, PASSWORD)
 DOCUMENT = {
     "document": {"type": "invoice", "number": "INV-1001", "customer_name": "Dana", "amount": "120.00"},
     "to": ["billing@customer.example"],
@@ -58,7 +54,7 @@ class World:
 
     def calls(self) -> list[Call]:
         """One valid request per route of template.yaml: reads, sends, writes, then deletes."""
-        company = SMTP_SETTINGS | {"port": self.server.port, "notify_email": "owner@acme.example"}
+        company = SMTP_SETTINGS | {"port": self.server.port, "notify_email": OWNER}
         return [
             Call("GET", "/providers"),
             Call("GET", "/merge-fields"),
@@ -97,29 +93,14 @@ class World:
 @pytest.fixture
 def world(api, template, smtp_server, trust_local_ca) -> World:
     server = smtp_server("starttls", users={ACCOUNT: PASSWORD})
-    status, body, _ = api.call(
-        "PUT",
-        "/settings/company",
-        SMTP_SETTINGS | {"port": server.port, "notify_email": "owner@acme.example"},
-    )
-    assert status == 200, body
+    save_settings(api, SMTP_SETTINGS | {"port": server.port, "notify_email": OWNER})
     activate(api, "confirmation")
     activate(api, "reminder")
     sync(api, "WO-1", work_order("WO-1", TOMORROW))
     status, sent, _ = api.call("POST", "/documents/email", DOCUMENT)
     assert status == 200, sent
-    cold_start(api, template)
+    cold_start(template)  # fresh containers: nothing read before a fault (a cached password) may hide it
     return World(api, server, sent["id"])
-
-
-def cold_start(api, template) -> None:
-    """Fresh containers: nothing read before a fault (a cached password) may hide it.
-
-    The handler modules are the ones the `api` fixture loaded (its conftest's `load_function`).
-    """
-    load_function = type(api).call.__globals__["load_function"]
-    for logical in template.functions():
-        load_function(template, logical).services.cache_clear()
 
 
 def answer_all(world: World) -> dict[str, tuple[int, Any, dict[str, str]]]:
@@ -233,14 +214,6 @@ def test_secret_deleted_under_saved_settings_is_409_saying_to_save_again(world, 
 
 
 # --- queueing: an SQS failure loses no automated email ----------------------------------------------
-
-
-@pytest.fixture
-def outbox(api, aws, template) -> Iterator[Outbox]:
-    box = Outbox(aws, template)
-    box.worker.services.cache_clear()  # a cold worker, configured from this test's environment
-    yield box
-    box.worker.services.cache_clear()  # and no warm one (its cached password) for the next test
 
 
 def to_customer(server, address: str = CUSTOMER) -> list[Any]:

@@ -52,11 +52,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from local.seed import demo_settings
-from local.smtp_server import free_port
-from local.stack import LocalStack, start_stack
-from local.stack_config import StackConfig
+from local.stack import LocalStack
 from local.template import Template
 from mailer.settings.models import valid_host
+from tests.support.stack import running_stack
 
 CHECKS = [
     not_a_server_error,
@@ -94,17 +93,8 @@ def _isolated_aws() -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    tmp = tmp_path_factory.mktemp("fuzzed-stack")
-    config = StackConfig(
-        api_port=free_port(),
-        smtp_port=free_port(),
-        moto_port=free_port(),
-        mail_dir=tmp / "mail",
-        tls_dir=tmp / "tls",
-    )
-    stack = start_stack(config, out=lambda line: None)
-    yield stack
-    stack.stop()
+    with running_stack(tmp_path_factory.mktemp("fuzzed-stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

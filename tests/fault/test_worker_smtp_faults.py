@@ -12,28 +12,27 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fault_helpers import (
-    close_during_tls_handshake,
-    misbehave_then_relay,
-    no_leaks,
-    stall,
-)
-from misbehaving_smtp import banner
-from test_automated_email import RUN_DATE, TOMORROW, Outbox, activate, run_reminders, sync, work_order
-from test_smtp_transport import ScriptedHandler
 
 from local.events import FakeContext
 from mailer.dal.ledger_table import LedgerStore
+from tests.support.factories import OWNER, RUN_DATE, TOMORROW, company_settings, work_order
+from tests.support.leaks import no_leaks
+from tests.support.smtp import (
+    ScriptedHandler,
+    banner,
+    close_during_tls_handshake,
+    misbehave_then_relay,
+    stall,
+)
+from tests.support.steps import activate, run_reminders, save_settings, sync
 
 ACCOUNT = "office@acme.example"
 PASSWORD = "Sm7p-Pa55word-Never-Logged"
 CUSTOMER = "wo-1@customer.example"
-OWNER = "owner@acme.example"
 LEDGER_KEY = ("demo", "reminder", "WO-1", TOMORROW.isoformat())
 
 
@@ -54,9 +53,10 @@ class Setup:
         return [m for m in self.upstream.messages if address in m.rcpt_tos]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def worker_env(api, trust_local_ca, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker function's environment, with a short SMTP timeout (read when its services start)."""
+    """The worker function's environment, with a short SMTP timeout (read when its services start:
+    the `outbox` fixture gives a cold worker, and leaves none warm with its cached password)."""
     monkeypatch.setenv("SMTP_TIMEOUT_SECONDS", "1")
 
 
@@ -66,28 +66,8 @@ def upstream(smtp_server) -> tuple[Any, ScriptedHandler]:
     return smtp_server("starttls", users={ACCOUNT: PASSWORD}, handler=handler), handler
 
 
-@pytest.fixture
-def outbox(api, aws, template, worker_env) -> Iterator[Outbox]:
-    box = Outbox(aws, template)
-    box.worker.services.cache_clear()  # a cold worker: SMTP_TIMEOUT_SECONDS=1 is read on first use
-    yield box
-    box.worker.services.cache_clear()  # and no warm one (its cached password) for the next test
-
-
 def save_company(api, port: int) -> None:
-    settings = {
-        "host": "127.0.0.1",
-        "port": port,
-        "security": "starttls",
-        "username": ACCOUNT,
-        "password": PASSWORD,
-        "from_name": "Acme Plumbing",
-        "from_email": ACCOUNT,
-        "notify_email": OWNER,
-        "timezone": "America/Chicago",
-    }
-    status, body, _ = api.call("PUT", "/settings/company", settings)
-    assert status == 200, body
+    save_settings(api, company_settings(ACCOUNT, PASSWORD, port=port))
 
 
 def queue_one_reminder(api) -> None:

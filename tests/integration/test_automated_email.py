@@ -1,23 +1,23 @@
 """Automated email under moto with a real SMTP server: the reminder run, status changes, the worker.
 
-The worker is driven as Lambda drives it: records received from the (moto) SQS queue, handed
-to the handler as an SQS event, deleted unless reported in batchItemFailures.
+The worker is driven as Lambda drives it (tests.support.outbox): records received from the (moto) SQS
+queue, handed to the handler as an SQS event, deleted unless reported in batchItemFailures.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
-from local.events import USER, FakeContext, sqs_event
+from local.events import USER, FakeContext
 from local.smtp_server import RecordingHandler
-from tests.conftest import load_function
+from tests.support.api import load_function
+from tests.support.factories import RUN_DATE, TOMORROW, company_settings, work_order
+from tests.support.steps import activate, run_reminders, sync
 
 PASSWORD = "Corr3ct-Horse-Battery"
 ACCOUNT = "office@acme.example"
-RUN_DATE = date(2026, 11, 23)
-TOMORROW = RUN_DATE + timedelta(days=1)
 
 
 class CountingHandler(RecordingHandler):
@@ -54,115 +54,9 @@ def mail_server(smtp_server):
 
 @pytest.fixture
 def company(api, trust_local_ca, mail_server):
-    settings = {
-        "host": "127.0.0.1",
-        "port": mail_server.port,
-        "security": "starttls",
-        "username": ACCOUNT,
-        "password": PASSWORD,
-        "from_name": "Acme Plumbing",
-        "from_email": ACCOUNT,
-        "notify_email": "owner@acme.example",
-        "timezone": "America/Chicago",
-    }
+    settings = company_settings(ACCOUNT, PASSWORD, port=mail_server.port)
     assert api.call("PUT", "/settings/company", settings)[0] == 200
     return settings
-
-
-def activate(api, automation: str, **changes) -> dict:
-    _, current, _ = api.call("GET", f"/automations/{automation}")
-    body = {
-        k: current[k]
-        for k in ("subject", "body_html", "body_text", "days_before")
-        if current.get(k) is not None
-    }
-    status, saved, _ = api.call("PUT", f"/automations/{automation}", body | {"active": True} | changes)
-    assert status == 200, saved
-    return saved
-
-
-def work_order(number: str, start: date, **changes) -> dict:
-    customer = {
-        "name": f"Customer {number}",
-        "email": f"{number.lower()}@customer.example",
-        "contact_method": "email",
-    }
-    return {
-        "number": number,
-        "status": "scheduled",
-        "confirmation_status": "none",
-        "scheduled_start": f"{start.isoformat()}T09:00:00-06:00",
-        "scheduled_end": f"{start.isoformat()}T11:00:00-06:00",
-        "customer": customer | changes.pop("customer", {}),
-        "technician": {"name": "Luis Ortega"},
-        "site_address": "1420 W Elm St, Springfield",
-        "description": "Furnace tune-up",
-    } | changes
-
-
-def sync(api, work_order_id: str, body: dict) -> dict:
-    status, stored, _ = api.call("PUT", f"/work-orders/{work_order_id}", body)
-    assert status == 200, stored
-    return stored
-
-
-def run_reminders(api, run_date: date = RUN_DATE) -> int:
-    status, body, _ = api.call("POST", "/automations/reminder/run", {"date": run_date.isoformat()})
-    assert status == 200, body
-    return body["queued"]
-
-
-class Outbox:
-    """Feeds the queue to the worker handler as Lambda does."""
-
-    def __init__(self, aws, template) -> None:
-        self.sqs = aws.client("sqs")
-        self.url = template.names.ref("OutboxQueue")
-        self.worker = load_function(template, "EmailWorkerFunction")
-        self.worker.services.cache_clear()  # a fresh container for each test
-
-    def receive(self) -> list[dict]:
-        messages = []
-        while True:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=0
-            ).get("Messages", [])
-            if not batch:
-                return messages
-            messages.extend(batch)
-            for m in batch:  # hide them until we decide, as a Lambda poller would
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=300
-                )
-
-    @staticmethod
-    def event(messages: list[dict]) -> dict:
-        return sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:local-OutboxQueue")
-
-    def invoke(self, messages: list[dict]) -> list[str]:
-        response = self.worker.lambda_handler(self.event(messages), FakeContext())
-        failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
-        for m in messages:
-            if m["MessageId"] in failed:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
-        return failed
-
-    def drain(self) -> list[str]:
-        """Every waiting message, ten a batch; returns the ids reported as failed."""
-        failed: list[str] = []
-        messages = self.receive()
-        for start in range(0, len(messages), 10):
-            failed += self.invoke(messages[start : start + 10])
-        return failed
-
-
-@pytest.fixture
-def outbox(api, aws, template) -> Outbox:
-    return Outbox(aws, template)
 
 
 def recipients(server) -> list[str]:

@@ -7,6 +7,7 @@ import requests
 
 from local.events import USER, Identity
 from local.smtp_server import RecordingHandler
+from tests.support.factories import TIMEZONE, smtp_settings
 
 PASSWORD = "Corr3ct-Horse-Battery"
 ACCOUNT = "billing@acme.example"
@@ -44,17 +45,9 @@ def mail_server(smtp_server):
 
 @pytest.fixture
 def company(api, trust_local_ca, mail_server):
-    settings = {
-        "host": "127.0.0.1",
-        "port": mail_server.port,
-        "security": "starttls",
-        "username": ACCOUNT,
-        "password": PASSWORD,
-        "from_name": "Acme Plumbing",
-        "from_email": ACCOUNT,
-        "bcc": "archive@acme.example",
-        "timezone": "America/Chicago",
-    }
+    settings = smtp_settings(
+        ACCOUNT, PASSWORD, port=mail_server.port, bcc="archive@acme.example", timezone=TIMEZONE
+    )
     assert api.call("PUT", "/settings/company", settings)[0] == 200
     return settings
 

@@ -1,13 +1,13 @@
 """SmtpTransport against real servers on 127.0.0.1: every failure category, produced by a server.
 
-aiosmtpd (local.smtp_server) plays the well-behaved and the refusing servers; raw sockets
-(misbehaving_smtp) play the ones that stall or hang up below SMTP. Nothing here mocks smtplib.
+aiosmtpd (local.smtp_server, with tests.support.smtp.ScriptedHandler) plays the well-behaved and the
+refusing servers; raw sockets (tests.support.smtp) play the ones that stall or hang up below SMTP.
+Nothing here mocks smtplib.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import ssl
 import threading
 import time
@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.smtp import MISSING
-from misbehaving_smtp import ScriptedServer, SilentListener, banner
 
-from local.smtp_server import LocalSmtpServer, RecordingHandler, free_port
+from local.smtp_server import LocalSmtpServer, free_port
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.delivery.transports.base import Delivery
 from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
+from tests.support.leaks import settle, socket_fds
+from tests.support.smtp import ScriptedHandler, SilentListener, banner
+from tests.support.tls import server_context
 
 USER = "billing@acme.example"
 PASSWORD = "Corr3ct-Horse-Battery"
@@ -33,61 +34,6 @@ SENDER = Sender(USER, "Acme Plumbing & Heating")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-class ScriptedHandler(RecordingHandler):
-    """Records messages like the local stack, answers MAIL/RCPT/DATA as told, and notes what it saw.
-
-    `peers` holds the client address of every MAIL FROM: one entry per TCP connection.
-    `auth_commands` holds every AUTH command that reached the server.
-    """
-
-    def __init__(
-        self,
-        *,
-        mail_reply: str | None = None,
-        rcpt_reply: Callable[[str], str | None] | None = None,
-        data_reply: str | None = None,
-        drop_on_mail: int | None = None,
-        offer_auth: bool = True,
-    ) -> None:
-        super().__init__()
-        self.mail_reply = mail_reply
-        self.rcpt_reply = rcpt_reply
-        self.data_reply = data_reply
-        self.drop_on_mail = drop_on_mail
-        self.offer_auth = offer_auth
-        self.mail_commands = 0
-        self.peers: set[Any] = set()
-        self.auth_commands: list[list[str]] = []
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ):
-        session.host_name = hostname
-        if self.offer_auth:
-            return responses
-        return [line for line in responses if not line.upper().startswith("250-AUTH")]
-
-    async def handle_AUTH(self, server: Any, session: Any, envelope: Any, args: list[str]) -> Any:
-        self.auth_commands.append(list(args))
-        return MISSING  # aiosmtpd goes on with its own AUTH handling
-
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]):
-        self.mail_commands += 1
-        self.peers.add(session.peer)
-        if self.drop_on_mail == self.mail_commands:
-            server.transport.close()
-        return self.mail_reply or MISSING
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]):
-        reply = self.rcpt_reply(address) if self.rcpt_reply else None
-        return reply or MISSING
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_reply:
-            return self.data_reply
-        return await super().handle_DATA(server, session, envelope)
 
 
 def message(*to: str, **options: Any) -> OutgoingMessage:
@@ -134,33 +80,15 @@ def silent_listener() -> Iterator[SilentListener]:
 
 
 @pytest.fixture
-def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
-    started: list[ScriptedServer] = []
-
-    def start(script: Callable[..., None]) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
 def untrusted_tls() -> ssl.SSLContext:
     """A server certificate for 127.0.0.1 from a CA the client has never heard of."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    trustme.CA().issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
+    return server_context(trustme.CA(), "localhost", "127.0.0.1")
 
 
 @pytest.fixture
 def wrong_name_tls(ca: trustme.CA) -> ssl.SSLContext:
     """A certificate from the trusted CA, but for another server name than the one dialled."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("mail.elsewhere.example").configure_cert(context)
-    return context
+    return server_context(ca, "mail.elsewhere.example")
 
 
 # --- success ---------------------------------------------------------------------------------------
@@ -542,28 +470,6 @@ def test_batch_reports_the_rest_as_lost_when_the_connection_drops(smtp_server, t
 # --- nothing left behind ---------------------------------------------------------------------------
 
 
-def _socket_fds() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                count += 1
-        except OSError:
-            pass
-    return count
-
-
-def _settle(probe: Callable[[], int], expected: int, seconds: float = 2.0) -> int:
-    """Threads and server-side sockets close asynchronously: wait a little for the count to return."""
-    deadline = time.monotonic() + seconds
-    value = probe()
-    while value != expected and time.monotonic() < deadline:
-        gc.collect()
-        time.sleep(0.02)
-        value = probe()
-    return value
-
-
 def _run_failing_sends(transport: MakeTransport, server_tls: ssl.SSLContext) -> list[str]:
     """Every failure the transport can meet while opening or sending, each against its own server."""
     categories = []
@@ -598,11 +504,11 @@ def test_failed_sends_leave_no_thread_behind(transport, server_tls):
     categories = _run_failing_sends(transport, server_tls)
 
     assert len(categories) == 8
-    assert _settle(threading.active_count, baseline) == baseline, threading.enumerate()
+    assert settle(threading.active_count, baseline, seconds=2.0) == baseline, threading.enumerate()
 
 
 def test_failed_sends_leave_no_socket_open(transport, server_tls):
-    baseline = _socket_fds()
+    baseline = socket_fds()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -611,4 +517,4 @@ def test_failed_sends_leave_no_socket_open(transport, server_tls):
 
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
-    assert _settle(_socket_fds, baseline) == baseline
+    assert settle(socket_fds, baseline, seconds=2.0) == baseline

@@ -9,6 +9,7 @@ import pytest
 
 from local.events import USER
 from mailer.dal.sent_log_table import SentLogStore
+from tests.support.factories import smtp_settings
 
 PASSWORD = "Corr3ct-Horse-Battery"
 ACCOUNT = "billing@acme.example"
@@ -20,16 +21,8 @@ def mail_server(smtp_server):
 
 
 def company_settings(server, **changes) -> dict:
-    return {
-        "host": "127.0.0.1",
-        "port": server.port,
-        "security": "starttls",
-        "username": ACCOUNT,
-        "password": PASSWORD,
-        "from_name": "Acme Plumbing & Heating",
-        "from_email": ACCOUNT,
-        "reply_to": "office@acme.example",
-    } | changes
+    wording = {"from_name": "Acme Plumbing & Heating", "reply_to": "office@acme.example"}
+    return smtp_settings(ACCOUNT, PASSWORD, port=server.port, **wording) | changes
 
 
 def logged_entry(entry_id: str):

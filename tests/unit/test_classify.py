@@ -304,3 +304,19 @@ def test_every_category_is_produced_and_every_hint_has_a_text():
 
     assert produced == set(Category)
     assert set(HINTS) == set(Hint)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"5.7.30 Basic authentication is not supported for Client Submission",
+        b"5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant",
+        b"5.7.3 Authentication unsuccessful",
+    ],
+)
+def test_microsoft_basic_auth_refusals_name_the_oauth_connection(reply):
+    context = ServerContext("smtp.office365.com", 587, "starttls", username="b@acme.example")
+
+    failure = classify_smtp_error(smtplib.SMTPAuthenticationError(535, reply), "auth", context)
+
+    assert failure.category == "auth_failed" and "/oauth/microsoft/start" in failure.hint

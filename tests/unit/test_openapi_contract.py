@@ -7,7 +7,7 @@ import re
 import pytest
 
 from local.template import Template
-from tests.conftest import load_function
+from tests.support.api import load_function
 
 CAMEL = re.compile(r"^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$|^[a-z]+$")
 
@@ -22,10 +22,10 @@ def operations(template: Template):
 
 
 def success_schema(operation: dict) -> tuple[str, dict | None]:
-    status = next(s for s in operation["responses"] if str(s).startswith("2"))
+    status = min((s for s in operation["responses"] if str(s)[0] in "23"), key=str)
     content = operation["responses"][status].get("content") or {}
     media = content.get("application/json")
-    return str(status), (media or {}).get("schema")
+    return str(status), (media or {}).get("schema")  # keys are ints or strings, as Powertools has them
 
 
 def test_every_operation_has_a_short_explicit_camel_case_id(template, function_env):
@@ -48,8 +48,8 @@ def test_every_success_response_is_a_named_schema(template, function_env):
     unnamed = {}
     for name, operation in operations(template):
         status, schema = success_schema(operation)
-        if status == "204":
-            continue
+        if status == "204" or "302" in map(str, operation["responses"]):
+            continue  # no body; the OAuth callback answers the browser with a redirect or a page
         target = (schema or {}).get("items", schema) if (schema or {}).get("type") == "array" else schema
         if not target or "$ref" not in target:
             unnamed[name] = schema

@@ -90,18 +90,52 @@ def test_doubtful_combinations_are_warned(fields, warned):
     assert warned in [w.field for w in settings_warnings(view)]
 
 
+def sound_setup(**changes) -> SettingsView:
+    fields = {
+        "profile": "company",
+        "transport": "smtp",
+        "provider": "fastmail",
+        "host": "smtp.fastmail.com",
+        "port": 465,
+        "security": "ssl",
+        "username": "billing@acme.example",
+        "password_set": True,
+        "from_name": "Acme",
+        "from_email": "billing@acme.example",
+    }
+    return SettingsView.model_validate(fields | changes)
+
+
 def test_a_sound_setup_has_no_warnings():
-    view = SettingsView(
-        profile="company",
-        transport="smtp",
+    assert settings_warnings(sound_setup()) == []
+
+
+def test_a_microsoft_365_password_warns_that_basic_auth_ends_and_names_the_oauth_connection():
+    view = sound_setup(provider="office365", host="smtp.office365.com", port=587, security="starttls")
+
+    (warning,) = settings_warnings(view)
+
+    assert warning.field == "auth" and "December 2026" in warning.message
+    assert "/oauth/microsoft/start" in warning.message
+
+
+def test_a_gmail_password_warns_about_app_passwords_and_names_the_google_connection():
+    view = sound_setup(provider="gmail", host="smtp.gmail.com", port=587, security="starttls")
+
+    (warning,) = settings_warnings(view)
+
+    assert warning.field == "auth" and "app password" in warning.message
+    assert "/oauth/google/start" in warning.message
+
+
+def test_an_oauth_profile_at_microsoft_has_no_password_warning():
+    view = sound_setup(
         provider="office365",
         host="smtp.office365.com",
         port=587,
         security="starttls",
-        username="billing@acme.example",
-        password_set=True,
-        from_name="Acme",
-        from_email="billing@acme.example",
+        auth="oauth",
+        password_set=False,
     )
 
-    assert settings_warnings(view) == []
+    assert [w.field for w in settings_warnings(view)] == []

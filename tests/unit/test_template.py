@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from local.template import Template
-from tests.conftest import load_function
+from tests.support.api import load_function
 
 
 def test_every_template_route_has_a_handler_route_and_back(template, function_env):

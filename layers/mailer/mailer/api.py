@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response
@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.request import Request
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel
 
 from mailer.errors import FieldError, MailerError
@@ -47,6 +48,7 @@ def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, An
     whose success is not 200 passes success=None and documents its own (201, 204).
     """
     descriptions = {
+        400: "Bad request",
         401: "Not signed in",
         403: "Not allowed for this caller",
         404: "Not found",
@@ -142,8 +144,8 @@ def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> Non
 
 def current_caller(request: Request) -> Caller:
     """The caller, from the JWT authorizer's claims; a route takes it as `caller: CurrentCaller`."""
-    event = request.resolved_event
-    return caller_from_claims(event.request_context.authorizer.jwt_claim)  # type: ignore[attr-defined]
+    event = cast(APIGatewayProxyEventV2, request.resolved_event)  # the HTTP API resolver's event
+    return caller_from_claims(event.request_context.authorizer.jwt_claim)
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]

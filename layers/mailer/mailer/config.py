@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigError(RuntimeError):
     """The function's environment is incomplete or wrong; raised at cold start, naming the variable."""
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def _from_env(model: type[Config], env: Mapping[str, str] | None) -> Config:
+    """Validate the environment into `model`, whose field aliases are the variables' names; an empty
+    variable counts as unset, and an error names the variable."""
+    source = os.environ if env is None else env
+    names = {field.alias for field in model.model_fields.values() if field.alias}
+    values: dict[str, Any] = {k: v for k, v in source.items() if k in names and v != ""}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"The function's environment is not valid: {problems}") from None
 
 
 class MailerConfig(BaseModel):
@@ -36,19 +52,12 @@ class MailerConfig(BaseModel):
     work_orders_table: str | None = Field(None, alias="WORK_ORDERS_TABLE", min_length=1)
     ledger_table: str | None = Field(None, alias="LEDGER_TABLE", min_length=1)
     outbox_queue_url: str | None = Field(None, alias="OUTBOX_QUEUE_URL", min_length=1)
+    oauth_states_table: str | None = Field(None, alias="OAUTH_STATES_TABLE", min_length=1)
     default_timezone: str = Field("UTC", alias="DEFAULT_TIMEZONE", min_length=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:
-        """Validate the environment; an empty variable counts as unset."""
-        source = os.environ if env is None else env
-        names = {field.alias for field in cls.model_fields.values() if field.alias}
-        values: dict[str, Any] = {k: v for k, v in source.items() if k in names and v != ""}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"The function's environment is not valid: {problems}") from None
+        return _from_env(cls, env)
 
     def require(self, *fields: str) -> MailerConfig:
         """Fail at cold start when a variable this function needs is not set."""
@@ -63,3 +72,59 @@ class MailerConfig(BaseModel):
         if found is None:
             raise ConfigError(f"{type(self).model_fields[field].alias} is not set for this function")
         return str(found)
+
+
+class OAuthConfig(BaseModel):
+    """Where the OAuth providers and their mail APIs are, and this app's client ids (contract names).
+
+    Client secrets come from the environment locally; deployed, from the Secrets Manager secret
+    named by OAUTH_CLIENT_SECRETS_NAME (JSON: {"microsoft": "...", "google": "..."}).
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    redirect_url: str | None = Field(None, alias="OAUTH_REDIRECT_URL")
+    allowed_origins: str = Field("*", alias="OAUTH_ALLOWED_ORIGINS")
+    client_secrets_name: str | None = Field(None, alias="OAUTH_CLIENT_SECRETS_NAME")
+    microsoft_client_id: str | None = Field(None, alias="OAUTH_MICROSOFT_CLIENT_ID")
+    microsoft_client_secret: str | None = Field(None, alias="OAUTH_MICROSOFT_CLIENT_SECRET", repr=False)
+    microsoft_authorize_url: str = Field(
+        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+        alias="OAUTH_MICROSOFT_AUTHORIZE_URL",
+    )
+    microsoft_token_url: str = Field(
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token", alias="OAUTH_MICROSOFT_TOKEN_URL"
+    )
+    graph_url: str = Field("https://graph.microsoft.com", alias="MICROSOFT_GRAPH_URL")
+    microsoft_smtp: str = Field("smtp.office365.com:587", alias="OAUTH_MICROSOFT_SMTP")
+    google_client_id: str | None = Field(None, alias="OAUTH_GOOGLE_CLIENT_ID")
+    google_client_secret: str | None = Field(None, alias="OAUTH_GOOGLE_CLIENT_SECRET", repr=False)
+    google_authorize_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth", alias="OAUTH_GOOGLE_AUTHORIZE_URL"
+    )
+    google_token_url: str = Field("https://oauth2.googleapis.com/token", alias="OAUTH_GOOGLE_TOKEN_URL")
+    google_revoke_url: str = Field("https://oauth2.googleapis.com/revoke", alias="OAUTH_GOOGLE_REVOKE_URL")
+    google_userinfo_url: str = Field(
+        "https://openidconnect.googleapis.com/v1/userinfo", alias="OAUTH_GOOGLE_USERINFO_URL"
+    )
+    gmail_url: str = Field("https://gmail.googleapis.com", alias="GMAIL_API_URL")
+    google_smtp: str = Field("smtp.gmail.com:587", alias="OAUTH_GOOGLE_SMTP")
+    http_timeout_seconds: float = Field(10.0, alias="OAUTH_HTTP_TIMEOUT_SECONDS", gt=0, le=60)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OAuthConfig:
+        config = _from_env(cls, env)
+        config.check_urls()
+        return config
+
+    def check_urls(self) -> None:
+        """Every endpoint must be https, except on a loopback host (the local stack and tests)."""
+        from mailer.delivery.http import require_safe_url
+
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name.endswith("_url") and value and field.alias:
+                try:
+                    require_safe_url(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{field.alias}: {exc}") from None

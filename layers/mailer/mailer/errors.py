@@ -41,6 +41,11 @@ class InvalidInput(MailerError):
         return cls(f"{field_name}: {message}", errors=[FieldError(field_name, message)])
 
 
+class BadRequest(MailerError):
+    status = 400
+    title = "Bad request"
+
+
 class Unauthenticated(MailerError):
     status = 401
     title = "Not signed in"

@@ -16,9 +16,10 @@ from mailer.automations.planner import ReminderPlanner
 from mailer.automations.service import AutomationService
 from mailer.automations.status import StatusChanges, WorkOrderSync
 from mailer.automations.worker import OutboxWorker, WorkerDeps
-from mailer.config import MailerConfig
+from mailer.config import MailerConfig, OAuthConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.ledger_table import LedgerStore
+from mailer.dal.oauth_states_table import OAuthStateStore
 from mailer.dal.outbox_queue import OutboxQueue
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.sent_log_table import SentLogStore
@@ -31,7 +32,11 @@ from mailer.ids import utc_now
 from mailer.observability import logger
 from mailer.sent_log.queries import SentLogQueries
 from mailer.settings.check import AccountTest
-from mailer.settings.service import SettingsService
+from mailer.settings.connect import OAuthConnect
+from mailer.settings.models import SettingsView
+from mailer.settings.notices import notice_for_reconnect
+from mailer.settings.oauth import OAuthProviders
+from mailer.settings.service import ProfileRef, SettingsService
 
 
 class Services:
@@ -40,7 +45,10 @@ class Services:
         self.logger = logger
         self.store = SettingsStore(config.settings_table)
         secrets = SecretStore(config.secret_prefix, max_age_seconds=config.secret_max_age_seconds)
-        self.settings = SettingsService(self.store, secrets)
+        self.oauth_config = OAuthConfig.from_env()
+        providers = OAuthProviders(self.oauth_config, secrets, config.extra_ca_bundle)
+        self.settings = SettingsService(self.store, secrets, oauth=providers)
+        self.settings.on_reconnect_required = self._tell_company_to_reconnect
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
         self.document_templates = DocumentTemplateService(self.store, utc_now)
         self.automations = AutomationService(self.store, utc_now)
@@ -68,6 +76,18 @@ class Services:
         return OutboxQueue(self.config.value("outbox_queue_url"))
 
     # use cases
+    @cached_property
+    def oauth_connect(self) -> OAuthConnect:
+        states = OAuthStateStore(self.config.value("oauth_states_table"))
+        return OAuthConnect(
+            self.settings, states, self.oauth_config.redirect_url, self.oauth_config.allowed_origins
+        )
+
+    def _tell_company_to_reconnect(self, ref: ProfileRef, view: SettingsView) -> None:
+        """Once per lost connection: the company's notify address hears of it (through the company
+        account, so it cannot reach anyone when that account is the one that lost its connection)."""
+        notice_for_reconnect(self.settings, self.config, ref, view, self.logger)
+
     @cached_property
     def account_test(self) -> AccountTest:
         return AccountTest(self.config, self.settings, self.sent_log, self.logger)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 AutomationType = Literal["reminder", "confirmation", "thank_you"]
-AUTOMATION_TYPES: tuple[str, ...] = AutomationType.__args__  # type: ignore[attr-defined]
+AUTOMATION_TYPES: tuple[str, ...] = get_args(AutomationType)
 
 
 class AutomationInput(BaseModel):

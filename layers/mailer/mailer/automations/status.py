@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailer.automations.compose import AUTOMATION_LABELS
+from mailer.automations.models import AutomationType
 from mailer.automations.outbox import OutboxMessage
 from mailer.automations.service import AutomationService
 from mailer.dal.outbox_queue import OutboxQueue
@@ -21,7 +22,7 @@ from mailer.work_orders.models import (
     why_no_email,
 )
 
-STATUS_AUTOMATION = {"en_route": "confirmation", "completed": "thank_you"}
+STATUS_AUTOMATION: dict[str, AutomationType] = {"en_route": "confirmation", "completed": "thank_you"}
 
 
 @dataclass

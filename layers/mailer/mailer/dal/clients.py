@@ -17,7 +17,7 @@ def client(service: str, region: str | None = None) -> Any:
 
 @cache
 def _client(service: str, region: str | None) -> Any:
-    return boto3.client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, config=_CONFIG)
 
 
 @cache

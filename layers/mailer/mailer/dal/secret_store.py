@@ -58,6 +58,25 @@ class SecretStore:
             raise ServiceUnavailable("The password could not be stored; nothing was saved.") from None
         self._provider.clear_cache()
 
+    def put_version(self, name: str, value: str, version_token: str) -> bool:
+        """Write `value` as the version named `version_token`; False when another writer already wrote
+        a different value under that name. Secrets Manager refuses a ClientRequestToken that names an
+        existing version with other content, which makes this a conditional write: of two containers
+        storing version n+1 of a rotated refresh token, exactly one wins."""
+        try:
+            self._provider.set(name, value, client_request_token=version_token)
+        except SetSecretError as exc:
+            cause = exc.__cause__
+            if (
+                isinstance(cause, ClientError)
+                and cause.response["Error"]["Code"] == "ResourceExistsException"
+            ):
+                self._provider.clear_cache()
+                return False
+            raise ServiceUnavailable("The sign-in token could not be stored; try again.") from None
+        self._provider.clear_cache()
+        return True
+
     def delete(self, name: str) -> None:
         """Delete at once (no recovery window), so the same settings can be saved again right away."""
         try:

@@ -75,6 +75,24 @@ class SettingsStore:
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The settings could not be saved; nothing was changed.") from None
 
+    def set_oauth_status(self, tenant_id: str, sort_key: str, status: str, *, expected: str) -> bool:
+        """Change an OAuth profile's status only from `expected`; False when it was not (or is gone)."""
+        try:
+            self._table.update_item(
+                Key=self._key(tenant_id, sort_key),
+                UpdateExpression="SET #o.#s = :status",
+                ConditionExpression="#o.#s = :expected",
+                ExpressionAttributeNames={"#o": "oauth", "#s": "status"},
+                ExpressionAttributeValues={":status": status, ":expected": expected},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise ServiceUnavailable("The settings could not be updated; try again.") from None
+        except BotoCoreError:
+            raise ServiceUnavailable("The settings could not be updated; try again.") from None
+        return True
+
     def delete(self, tenant_id: str, sort_key: str) -> bool:
         try:
             old = self._table.delete_item(Key=self._key(tenant_id, sort_key), ReturnValues="ALL_OLD")

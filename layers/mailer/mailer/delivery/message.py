@@ -75,7 +75,7 @@ class _Generator(BytesGenerator):
         while start < size:  # slices of ~256 KB ending after a "\n", so no "\r\n" is cut in two
             end = lines.find("\n", start + _SLICE)
             end = size if end < 0 else end + 1
-            self.write(_LINE_ENDS.sub(self._NL, lines[start:end]))
+            self.write(_LINE_ENDS.sub(self._NL, lines[start:end]))  # type: ignore[attr-defined]  # set by Generator.flatten from the policy; not in typeshed
             start = end
 
 
@@ -99,6 +99,26 @@ def _address(field_name: str, email: str, name: str | None = None, name_field: s
         return Address(display_name=_checked(name_field or field_name, name or ""), addr_spec=email)
     except (ValueError, IndexError, TypeError) as exc:
         raise InvalidInput.on(field_name, f"not a usable address: {exc}") from None
+
+
+def _add_inline_images(msg: EmailMessage, images: list[InlineImage]) -> None:
+    """Images the HTML shows by Content-ID, related to the HTML part just added."""
+    if not images:
+        return
+    parts = msg.get_payload()
+    assert isinstance(parts, list)  # multipart/alternative now: text, then the html just added
+    html_part = parts[-1]
+    assert isinstance(html_part, EmailMessage)
+    for image in images:
+        maintype, _, subtype = image.content_type.partition("/")
+        html_part.add_related(
+            image.content,
+            maintype=maintype,
+            subtype=subtype,
+            cid=f"<{_checked('cid', image.cid)}>",
+            filename=image.filename,
+            disposition="inline",
+        )
 
 
 def build_message(
@@ -136,21 +156,9 @@ def build_message(
         msg[_checked("headers", name)] = _checked(name, value)
 
     msg.set_content(text, subtype="plain", charset="utf-8")
-    images = list(inline_images)
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
-        if images:
-            html_part = msg.get_payload()[-1]
-            for image in images:
-                maintype, _, subtype = image.content_type.partition("/")
-                html_part.add_related(
-                    image.content,
-                    maintype=maintype,
-                    subtype=subtype,
-                    cid=f"<{_checked('cid', image.cid)}>",
-                    filename=image.filename,
-                    disposition="inline",
-                )
+        _add_inline_images(msg, list(inline_images))
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         msg.add_attachment(

@@ -8,12 +8,15 @@ from typing import Any
 GOOGLE_AUTH_HINT = (
     "Google accounts with 2-Step Verification need an app password: create one at "
     "myaccount.google.com/apppasswords and paste it here instead of your normal password. "
-    "Workspace admins can also allow the smtp-relay.gmail.com service instead."
+    "Workspace admins can also allow the smtp-relay.gmail.com service instead. Or connect the "
+    "Google account, which needs no password: POST /oauth/google/start."
 )
 MICROSOFT_AUTH_HINT = (
-    "Microsoft 365 turns SMTP AUTH off by default: in the Microsoft 365 admin center open the user, "
-    "Mail > Manage email apps, and tick Authenticated SMTP. Security defaults also block it. "
-    "If the account signs in with multi-factor authentication, use an app password."
+    "Connect the Microsoft 365 account instead of using a password (POST /oauth/microsoft/start): "
+    "Microsoft turns password sign-in for SMTP (basic authentication) off by default at the end of "
+    "December 2026, and answers 5.7.30 or 5.7.139 when it is off. To keep a password meanwhile: in "
+    "the Microsoft 365 admin center open the user, Mail > Manage email apps, and tick Authenticated "
+    "SMTP; security defaults also block it, and multi-factor accounts need an app password."
 )
 YAHOO_AUTH_HINT = (
     "Yahoo requires an app password: Account Security > Generate app password, then use it here."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +16,7 @@ from mailer.templating.fields import company_values, long_date
 DocumentType = Literal[
     "invoice", "estimate", "sales_order", "purchase_order", "statement", "receipt", "packing_slip"
 ]
-DOCUMENT_TYPES: tuple[str, ...] = DocumentType.__args__  # type: ignore[attr-defined]
+DOCUMENT_TYPES: tuple[str, ...] = get_args(DocumentType)
 LABELS = {
     "invoice": "Invoice",
     "estimate": "Estimate",
@@ -124,7 +124,7 @@ _DEFAULT_BODIES = {
 def default_template(document_type: str) -> DocumentTemplate:
     greeting = "<p>Dear {{ document.customer_name or 'customer' }},</p>"
     return DocumentTemplate(
-        type=document_type,  # type: ignore[arg-type]
+        type=cast(DocumentType, document_type),
         subject=LABELS[document_type] + " {{ document.number }} from {{ company.name }}",
         body_html=greeting + _DEFAULT_BODIES[document_type] + _CLOSING,
         is_default=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
@@ -30,7 +32,7 @@ router = Router()
     }
     | problem_responses(413, success=None),
 )
-def create_upload(body: UploadRequest, caller: CurrentCaller, svc: Wired) -> Response[UploadTicket]:
+def create_upload(body: UploadRequest, caller: CurrentCaller, svc: Wired) -> Response[dict[str, Any]]:
     ticket = svc.uploads.create(caller, body)
     return Response(status_code=201, content_type="application/json", body=ticket.model_dump(mode="json"))
 

@@ -68,6 +68,6 @@ def put_settings(
     operation_id="deleteSettings",
     responses={204: {"description": "Deleted", "content": {}}, **problem_responses(404, success=None)},
 )
-def delete_settings(profile: Profile, caller: CurrentCaller, svc: Wired) -> Response[None]:
+def delete_settings(profile: Profile, caller: CurrentCaller, svc: Wired) -> Response[str]:
     svc.settings.delete(caller, profile)
     return Response(status_code=204, body="")

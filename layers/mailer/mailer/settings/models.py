@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, cast
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from mailer.delivery.message import HEADER_CHARS_MESSAGE, NOT_IN_HEADERS
 from mailer.delivery.providers import PROVIDERS
@@ -15,7 +26,9 @@ from mailer.errors import FieldError, InvalidInput
 
 Profile = Literal["company", "me"]
 Security = Literal["ssl", "starttls", "opportunistic", "none"]
-TransportKind = Literal["smtp", "ses"]
+TransportKind = Literal["smtp", "ses", "microsoft_graph", "gmail_api"]
+AuthKind = Literal["password", "oauth"]
+OAUTH_API_TRANSPORTS = ("microsoft_graph", "gmail_api")
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$"
@@ -65,6 +78,7 @@ class SettingsInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     transport: TransportKind = "smtp"
+    auth: AuthKind | None = None  # "password" replaces an OAuth connection; otherwise it is kept
     provider: str | None = Field(default=None, max_length=64)
     host: HostName | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -79,6 +93,20 @@ class SettingsInput(BaseModel):
     timezone: TimeZoneName | None = None
     ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
+
+    # The fields the body named, before presets filled in others (an OAuth profile's PUT checks them).
+    _given: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_given(cls, data: Any, handler: ModelWrapValidatorHandler[SettingsInput]) -> SettingsInput:
+        model = handler(data)
+        model._given = frozenset(data) if isinstance(data, dict) else frozenset(model.model_fields_set)
+        return model
+
+    @property
+    def given(self) -> frozenset[str]:
+        return self._given
 
     @field_validator("provider")
     @classmethod
@@ -97,7 +125,7 @@ class SettingsInput(BaseModel):
             if self.host is None:
                 self.host = preset.host
             if self.port is None and self.security is None:
-                self.port, self.security = preset.port, preset.security
+                self.port, self.security = preset.port, cast(Security, preset.security)
         if self.security is None:
             self.security = "ssl" if self.port == 465 else "starttls"
         if self.port is None:
@@ -106,7 +134,14 @@ class SettingsInput(BaseModel):
 
     def check(self, profile: Profile, *, password_saved: bool) -> None:
         """Rules across fields; each error names its field."""
-        errors: list[FieldError] = []
+        errors = self.common_errors(profile)
+        if self.transport in OAUTH_API_TRANSPORTS or self.auth == "oauth":
+            errors.append(
+                FieldError(
+                    "auth" if self.auth == "oauth" else "transport",
+                    "an OAuth connection is made with POST /oauth/{provider}/start, not saved here",
+                )
+            )
         if self.transport == "smtp":
             if not self.host:
                 errors.append(FieldError("host", "required for SMTP (or choose a provider)"))
@@ -114,6 +149,12 @@ class SettingsInput(BaseModel):
                 errors.append(FieldError("password", "required when a username is set"))
             if self.password is not None and not self.username:
                 errors.append(FieldError("username", "required when a password is given"))
+        if errors:
+            raise InvalidInput("The settings are not valid.", errors=errors)
+
+    def common_errors(self, profile: Profile) -> list[FieldError]:
+        """Rules that hold for every kind of profile, password or OAuth."""
+        errors: list[FieldError] = []
         if self.bcc and self.bcc.casefold() == self.from_email.casefold():
             errors.append(
                 FieldError("bcc", "must differ from from_email; many servers drop a copy sent to the sender")
@@ -122,8 +163,7 @@ class SettingsInput(BaseModel):
             for name in ("notify_email", "timezone"):
                 if getattr(self, name) is not None:
                     errors.append(FieldError(name, "only company settings have this field"))
-        if errors:
-            raise InvalidInput("The settings are not valid.", errors=errors)
+        return errors
 
 
 class TestSavedInput(BaseModel):
@@ -150,11 +190,21 @@ class SettingsWarning(BaseModel):
     message: str
 
 
+class OAuthInfo(BaseModel):
+    provider: Literal["microsoft", "google"]
+    account: str
+    status: Literal["connected", "reconnect_required"] = "connected"
+    connected_at: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+
 class SettingsView(BaseModel):
-    """Settings as GET and PUT return them: never the password, only whether one is saved."""
+    """Settings as GET and PUT return them: never the password or a token, only whether one is saved."""
 
     profile: Profile
     transport: TransportKind
+    auth: AuthKind = "password"
+    oauth: OAuthInfo | None = None
     provider: str | None = None
     host: str | None = None
     port: int | None = None
@@ -190,6 +240,9 @@ STORED_FIELDS = (
     "ses_region",
     "ses_configuration_set",
 )
+# What PUT may change on an OAuth profile without connecting it again, and what the connection fixes.
+OAUTH_EDITABLE = ("from_name", "from_email", "bcc", "reply_to", "notify_email", "timezone")
+OAUTH_FIXED = tuple(name for name in STORED_FIELDS if name not in OAUTH_EDITABLE)
 
 
 def settings_warnings(view: SettingsView) -> list[SettingsWarning]:
@@ -199,6 +252,7 @@ def settings_warnings(view: SettingsView) -> list[SettingsWarning]:
     def warn(name: str, message: str) -> None:
         found.append(SettingsWarning(field=name, message=message))
 
+    warn_basic_auth_ending(view, warn)
     if view.transport == "smtp":
         if view.port == 465 and view.security != "ssl":
             warn("security", "Port 465 expects TLS from the first byte: choose ssl for this port.")
@@ -230,8 +284,32 @@ def settings_warnings(view: SettingsView) -> list[SettingsWarning]:
                     "The From address is on another domain than the sign-in account: the server "
                     "may refuse it unless the account may send as that address.",
                 )
-        if view.username and not view.password_set:
+        if view.username and not view.password_set and view.auth == "password":
             warn("password", "No password is saved for this account.")
     if not view.from_name:
         warn("from_name", "Without a From name, recipients see only the bare address.")
     return found
+
+
+MICROSOFT_SMTP_HOSTS = ("smtp.office365.com", "smtp-mail.outlook.com")
+GOOGLE_SMTP_HOSTS = ("smtp.gmail.com",)
+
+
+def warn_basic_auth_ending(view: SettingsView, warn: Callable[[str, str], None]) -> None:
+    """Password sign-in at Microsoft 365 and Gmail: say what is changing and what to use instead."""
+    if view.transport != "smtp" or view.auth != "password" or not view.username:
+        return
+    if view.host in MICROSOFT_SMTP_HOSTS:
+        warn(
+            "auth",
+            "Microsoft turns SMTP basic authentication (a password) off by default at the end of "
+            "December 2026, and new tenants never have it. Connect the account instead: "
+            "POST /oauth/microsoft/start.",
+        )
+    elif view.host in GOOGLE_SMTP_HOSTS:
+        warn(
+            "auth",
+            "Gmail takes only an app password here, which needs 2-Step Verification and may be "
+            "turned off by your organisation. Connecting the Google account needs no password: "
+            "POST /oauth/google/start.",
+        )

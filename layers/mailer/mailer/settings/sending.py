@@ -6,15 +6,30 @@ from mailer.config import MailerConfig
 from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.transports.base import Delivery, TransportBase
+from mailer.delivery.transports.gmail import GmailTransport
+from mailer.delivery.transports.graph import GraphTransport
 from mailer.delivery.transports.ses import SesTransport
 from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
 from mailer.settings.models import SettingsView
 from mailer.settings.service import SendingProfile
+from mailer.settings.tokens import TokenSource
 
 
-def transport_for(settings: SettingsView, password: str | None, config: MailerConfig) -> TransportBase:
+def transport_for(
+    settings: SettingsView, password: str | None, config: MailerConfig, tokens: TokenSource | None = None
+) -> TransportBase:
+    """The transport a profile sends with; `tokens` for an OAuth profile."""
     if settings.transport == "ses":
         return SesTransport(region=settings.ses_region, configuration_set=settings.ses_configuration_set)
+    if settings.transport in ("microsoft_graph", "gmail_api"):
+        assert tokens is not None, "an API transport needs the profile's OAuth tokens"
+        api = GraphTransport if settings.transport == "microsoft_graph" else GmailTransport
+        return api(
+            tokens,
+            tokens.provider.api_url,
+            timeout=config.smtp_timeout_seconds,
+            extra_ca_bundle=config.extra_ca_bundle,
+        )
     assert settings.host and settings.port and settings.security
     return SmtpTransport(
         SmtpServer(settings.host, settings.port, settings.security, settings.username),
@@ -22,6 +37,7 @@ def transport_for(settings: SettingsView, password: str | None, config: MailerCo
         timeout=config.smtp_timeout_seconds,
         extra_ca_bundle=config.extra_ca_bundle,
         from_email=settings.from_email,
+        oauth=tokens,
     )
 
 
@@ -33,7 +49,7 @@ def open_authenticated(profile: SendingProfile, config: MailerConfig) -> Transpo
     sign in once more: it may have been changed since this container cached it. This is the one
     place where re-authentication happens."""
     password = profile.password()
-    transport = transport_for(profile.settings, password, config)
+    transport = transport_for(profile.settings, password, config, profile.tokens)
     try:
         transport.open()
     except DeliveryFailed as exc:
@@ -42,7 +58,7 @@ def open_authenticated(profile: SendingProfile, config: MailerConfig) -> Transpo
         fresh = profile.password(force_fetch=True)
         if fresh == password:
             raise
-        transport = transport_for(profile.settings, fresh, config)
+        transport = transport_for(profile.settings, fresh, config, profile.tokens)
         transport.open()
     return transport
 

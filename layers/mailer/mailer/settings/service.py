@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailer.dal import keys
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.settings_table import SettingsStore
-from mailer.errors import Forbidden, NotFound
+from mailer.errors import Conflict, FieldError, Forbidden, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
 from mailer.ids import utc_now
 from mailer.settings.models import (
+    OAUTH_EDITABLE,
+    OAUTH_FIXED,
     STORED_FIELDS,
     Profile,
     SettingsInput,
     SettingsView,
     settings_warnings,
 )
+from mailer.settings.oauth import OAuthProvider, OAuthProviders
+from mailer.settings.tokens import Grant, TokenSource
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,17 @@ class ProfileRef:
         return keys.settings_sk(self.key)
 
 
+@dataclass(frozen=True)
+class Connection:
+    """A new OAuth connection, as the callback hands it to the settings."""
+
+    grant: Grant
+    info: dict[str, Any]  # the `oauth` block of the profile
+    settings: dict[str, Any] = field(
+        default_factory=dict
+    )  # transport, provider, host, port, security, username
+
+
 def profile_ref(caller: Caller, profile: Profile) -> ProfileRef:
     key = "company" if profile == "company" else f"user/{caller.user_id}"
     return ProfileRef(caller.tenant_id, profile, key)
@@ -46,6 +62,7 @@ class SendingProfile:
     settings: SettingsView
     password_source: Callable[[bool], str | None]
     password_cached: bool
+    tokens: TokenSource | None = None  # OAuth profiles: access tokens instead of a password
 
     def password(self, *, force_fetch: bool = False) -> str | None:
         return self.password_source(force_fetch)
@@ -53,19 +70,26 @@ class SendingProfile:
 
 class SettingsService:
     def __init__(
-        self, store: SettingsStore, secrets: SecretStore, clock: Callable[[], str] = utc_now
+        self,
+        store: SettingsStore,
+        secrets: SecretStore,
+        clock: Callable[[], str] = utc_now,
+        *,
+        oauth: OAuthProviders | None = None,
     ) -> None:
         self.store = store
         self.secrets = secrets
         self.clock = clock
+        self.oauth = oauth
+        self.on_reconnect_required: Callable[[ProfileRef, SettingsView], None] | None = None
 
     def may_write(self, caller: Caller, profile: Profile) -> bool:
         return profile == "me" or caller.is_admin
 
     def _view(self, ref: ProfileRef, item: dict[str, Any]) -> SettingsView:
         view = SettingsView.model_validate(
-            {k: item.get(k) for k in (*STORED_FIELDS, "password_set", "updated_at", "updated_by")}
-            | {"profile": ref.profile}
+            {k: item.get(k) for k in (*STORED_FIELDS, "password_set", "updated_at", "updated_by", "oauth")}
+            | {"profile": ref.profile, "auth": item.get("auth") or "password"}
         )
         view.warnings = settings_warnings(view)
         return view
@@ -82,6 +106,12 @@ class SettingsService:
             raise Forbidden("Only an administrator can change the company email settings.")
         ref = profile_ref(caller, profile)
         existing = self.store.get(ref.tenant_id, ref.sort_key) or {}
+        replaces_grant = existing.get("auth") == "oauth"
+        if replaces_grant:
+            if data.auth != "password" and data.password is None:
+                return self._save_oauth_fields(caller, ref, existing, data)
+            self._revoke(ref, existing)  # a password replaces the connection
+            existing = {}
         data.check(profile, password_saved=bool(existing.get("password_set")))
         secret_name = self.secrets.name_for(ref.tenant_id, ref.key)
         needs_password = data.transport == "smtp" and bool(data.username)
@@ -94,6 +124,8 @@ class SettingsService:
             password_set = True
         else:
             password_set = bool(existing.get("password_set"))
+        if replaces_grant and not password_set:
+            self.secrets.delete(secret_name)  # the grant must not outlive its connection
         item = data.model_dump(include=set(STORED_FIELDS)) | {
             "password_set": password_set,
             "updated_at": self.clock(),
@@ -109,6 +141,8 @@ class SettingsService:
         item = self.store.get(ref.tenant_id, ref.sort_key)
         if item is None:
             raise NotFound(f"No {profile} email settings are saved.")
+        if item.get("auth") == "oauth":
+            self._revoke(ref, item)
         self.secrets.delete(self.secrets.name_for(ref.tenant_id, ref.key))
         self.store.delete(ref.tenant_id, ref.sort_key)
 
@@ -118,6 +152,10 @@ class SettingsService:
         return self._sending_profile(ref, view)
 
     def _sending_profile(self, ref: ProfileRef, view: SettingsView) -> SendingProfile:
+        if view.auth == "oauth" and view.oauth is not None:
+            return SendingProfile(
+                view, lambda _force: None, password_cached=False, tokens=self.tokens(ref, view)
+            )
         if not view.password_set:
             return SendingProfile(view, lambda _force: None, password_cached=False)
         name = self.secrets.name_for(ref.tenant_id, ref.key)
@@ -144,3 +182,93 @@ class SettingsService:
         if lender is not None and lend_from is not None:
             return self._sending_profile(profile_ref(caller, lend_from), view)
         return SendingProfile(view, lambda _force: None, password_cached=False)
+
+    # OAuth profiles
+    def tokens(self, ref: ProfileRef, view: SettingsView) -> TokenSource:
+        assert view.oauth is not None
+        provider = self.oauth_provider(view.oauth.provider)
+        name = self.secrets.name_for(ref.tenant_id, ref.key)
+        return TokenSource(
+            self.secrets, name, provider, on_revoked=lambda: self._reconnect_required(ref, view)
+        )
+
+    def oauth_provider(self, name: str) -> OAuthProvider:
+        if self.oauth is None:
+            raise Conflict("OAuth is not configured for this function.")
+        try:
+            return self.oauth.get(name)
+        except ValueError as exc:
+            raise Conflict(f"{exc}; the operator sets it in the stack's parameters.") from None
+
+    def save_connection(self, caller: Caller, profile: Profile, connection: Connection) -> SettingsView:
+        """The callback's last step: the grant in the profile's secret, the profile as an OAuth one.
+
+        Wording fields the profile already had (From name, BCC, Reply-To, notify address, time
+        zone) are kept; the From address becomes the connected account."""
+        ref = profile_ref(caller, profile)
+        existing = self.store.get(ref.tenant_id, ref.sort_key) or {}
+        name = self.secrets.name_for(ref.tenant_id, ref.key)
+        if existing.get("auth") == "oauth":
+            self._revoke(ref, existing)
+        # A new version over the old password or grant: the secret is never deleted and remade here,
+        # because Secrets Manager refuses to remake a name for a while after a forced deletion.
+        self.secrets.put_version(name, connection.grant.dumps(), connection.grant.version_token(name))
+        kept = {k: existing.get(k) for k in ("from_name", "bcc", "reply_to", "notify_email", "timezone")}
+        if kept["bcc"] and kept["bcc"].casefold() == connection.grant.account.casefold():
+            kept["bcc"] = None
+        item = (
+            connection.settings
+            | kept
+            | {
+                "auth": "oauth",
+                "from_email": connection.grant.account,
+                "password_set": False,
+                "oauth": connection.info,
+                "updated_at": self.clock(),
+                "updated_by": caller.email or caller.user_id,
+            }
+        )
+        self.store.put(ref.tenant_id, ref.sort_key, item)
+        return self._view(ref, item)
+
+    def _save_oauth_fields(
+        self, caller: Caller, ref: ProfileRef, existing: dict[str, Any], data: SettingsInput
+    ) -> SettingsView:
+        """PUT on an OAuth profile: the wording fields change, the connection stays."""
+        errors = data.common_errors(ref.profile)
+        for name in OAUTH_FIXED:
+            if name in data.given and getattr(data, name) != existing.get(name):
+                errors.append(
+                    FieldError(name, "is set by the OAuth connection: connect again, or send auth: password")
+                )
+        if errors:
+            raise InvalidInput("The settings are not valid.", errors=errors)
+        item = (
+            dict(existing)
+            | data.model_dump(include=set(OAUTH_EDITABLE))
+            | {
+                "updated_at": self.clock(),
+                "updated_by": caller.email or caller.user_id,
+            }
+        )
+        self.store.put(ref.tenant_id, ref.sort_key, {k: v for k, v in item.items() if k not in ("pk", "sk")})
+        return self._view(ref, item)
+
+    def _revoke(self, ref: ProfileRef, item: dict[str, Any]) -> None:
+        name = self.secrets.name_for(ref.tenant_id, ref.key)
+        provider_name = (item.get("oauth") or {}).get("provider")
+        try:
+            grant = Grant.loads(self.secrets.get(name, force_fetch=True))
+        except MailerError:
+            grant = None
+        if grant is not None and provider_name and self.oauth is not None:
+            with suppress(ValueError):
+                self.oauth.get(provider_name).revoke(grant.refresh_token)
+
+    def _reconnect_required(self, ref: ProfileRef, view: SettingsView) -> None:
+        """Mark the profile once; only the request that changed the mark tells the company."""
+        if self.store.set_oauth_status(
+            ref.tenant_id, ref.sort_key, "reconnect_required", expected="connected"
+        ):
+            if self.on_reconnect_required is not None:
+                self.on_reconnect_required(ref, view)

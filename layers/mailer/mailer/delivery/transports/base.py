@@ -78,19 +78,10 @@ class TransportBase:
         self.close()
 
 
-class MemoryTransport(TransportBase):
-    """A real transport that keeps an outbox instead of talking to a server."""
+class AccessTokens(Protocol):
+    """Where an API transport gets its bearer token (settings.tokens.TokenSource)."""
 
-    def __init__(self) -> None:
-        self.outbox: list[OutgoingMessage] = []
-        self.opened = 0
+    @property
+    def account(self) -> str: ...
 
-    def open(self) -> None:
-        self.opened += 1
-
-    def close(self) -> None:
-        pass
-
-    def send(self, message: OutgoingMessage) -> Delivery:
-        self.outbox.append(message)
-        return Delivery(message_id=message.message_id)
+    def access_token(self, *, refresh: bool = False) -> str: ...

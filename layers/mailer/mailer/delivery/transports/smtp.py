@@ -6,6 +6,10 @@ import smtplib
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 from mailer.delivery.classify import (
     ServerContext,
@@ -16,7 +20,7 @@ from mailer.delivery.classify import (
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.tls import client_context
-from mailer.delivery.transports.base import Delivery, TransportBase
+from mailer.delivery.transports.base import AccessTokens, Delivery, TransportBase
 
 
 class _StagedSMTP(smtplib.SMTP):
@@ -28,7 +32,7 @@ class _StagedSMTP(smtplib.SMTP):
         self.stage = "envelope"
         return super().mail(sender, options)
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
         self.stage = "data"
         return super().data(msg)
 
@@ -54,9 +58,11 @@ class SmtpTransport(TransportBase):
         timeout: float = 15.0,
         extra_ca_bundle: str | None = None,
         from_email: str | None = None,
+        oauth: AccessTokens | None = None,
     ) -> None:
         self.server = server
         self._password = password
+        self.oauth = oauth  # sign in with AUTH XOAUTH2 and this account's access tokens
         self.timeout = timeout
         self.extra_ca_bundle = extra_ca_bundle
         self.context = ServerContext(
@@ -85,6 +91,7 @@ class SmtpTransport(TransportBase):
                 conn = _StagedSMTP(self.server.host, self.server.port, timeout=self.timeout)
             # A message is several writes (TLS records); with Nagle's algorithm the last one waits for
             # the server's delayed ACK (40 ms on Linux) whenever the connection sat idle between sends.
+            assert conn.sock is not None  # the constructor connected
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo_or_helo_if_needed()
             if self.server.security in ("starttls", "opportunistic"):
@@ -98,7 +105,7 @@ class SmtpTransport(TransportBase):
                 if self.server.security == "none":
                     raise DeliveryFailed(insecure_auth_refused(self.context))
                 stage = "auth"
-                conn.login(self.server.username, self._password or "")
+                self._sign_in(conn)
         except DeliveryFailed:
             _quietly_close(conn)
             raise
@@ -106,6 +113,21 @@ class SmtpTransport(TransportBase):
             _quietly_close(conn)
             raise DeliveryFailed(classify_smtp_error(exc, stage, self.context)) from exc
         self._conn = conn
+
+    def _sign_in(self, conn: _StagedSMTP) -> None:
+        assert self.server.username
+        if self.oauth is None:
+            conn.login(self.server.username, self._password or "")
+            return
+        if "XOAUTH2" not in conn.esmtp_features.get("auth", "").upper().split():
+            raise smtplib.SMTPNotSupportedError("AUTH XOAUTH2 not offered")
+        try:
+            _xoauth2(conn, self.server.username, self.oauth.access_token())
+        except smtplib.SMTPAuthenticationError:  # an access token may be refused early: renew once
+            try:
+                _xoauth2(conn, self.server.username, self.oauth.access_token(refresh=True))
+            except smtplib.SMTPAuthenticationError as exc:
+                raise DeliveryFailed(xoauth2_refused(exc, self.context)) from None
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -152,3 +174,34 @@ def _quietly_close(conn: smtplib.SMTP | None) -> None:
 
 
 __all__ = ["Delivery", "Failure", "SmtpServer", "SmtpTransport"]
+
+
+def _xoauth2(conn: smtplib.SMTP, user: str, token: str) -> None:
+    """AUTH XOAUTH2 (Google's and Microsoft's SASL mechanism). After a refusal the server sends a
+    334 with a JSON error; the client answers with an empty line and gets the final 535."""
+    sasl = f"user={user}\x01auth=Bearer {token}\x01\x01"
+    conn.auth("XOAUTH2", lambda challenge=None: sasl if challenge is None else "", initial_response_ok=True)
+
+
+def xoauth2_refused(exc: smtplib.SMTPAuthenticationError, context: ServerContext) -> Failure:
+    text = (
+        exc.smtp_error.decode("utf-8", "replace")
+        if isinstance(exc.smtp_error, bytes)
+        else str(exc.smtp_error)
+    )
+    microsoft = "office365" in context.host or "outlook" in context.host
+    hint = (
+        "The mailbox refused a valid Microsoft 365 sign-in. SMTP AUTH is probably turned off for it: in "
+        "the Microsoft 365 admin center open the user, Mail > Manage email apps, tick Authenticated "
+        "SMTP (or use the Graph connection, transport api, which needs no SMTP AUTH)."
+        if microsoft
+        else "The server refused the connected account's sign-in; connect the account again."
+    )
+    return Failure(
+        stage="auth",
+        category="auth_failed",
+        transient=False,
+        smtp_code=exc.smtp_code,
+        server_message=" ".join(text.split())[:512] or None,
+        hint=hint,
+    )

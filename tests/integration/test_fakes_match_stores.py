@@ -1,0 +1,259 @@
+"""The in-memory fakes (tests/support/fakes.py) answer as the real stores do on moto.
+
+Each case runs the same calls against the real store, on the template's tables, and against its
+fake, and compares every answer: the ledger's conditional claim, release and finish, sort orders,
+paging, what a read leaves out, and the errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.ledger_table import LedgerStore
+from mailer.dal.secret_store import SecretMissing, SecretStore
+from mailer.dal.sent_log_table import SentLogStore
+from mailer.dal.settings_table import SettingsStore
+from mailer.dal.work_orders_table import WorkOrderStore
+from mailer.errors import InvalidInput
+from mailer.ids import new_id
+from mailer.sent_log.models import SentLogEntry
+from tests.support import fakes
+from tests.support.factories import RUN_DATE, TOMORROW, stored_work_order
+
+Scenario = Callable[[Any], list[Any]]
+
+
+def plain(value: Any) -> Any:
+    """Answers made comparable: models as their JSON, iterators as lists, errors as their type."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(plain(v) for v in value)
+    return value
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return plain(call())
+    except Exception as exc:  # noqa: BLE001 - the error is the answer being compared
+        return f"raises {type(exc).__name__}"
+
+
+@pytest.fixture
+def env(aws, function_env) -> dict[str, str]:
+    return dict(os.environ)
+
+
+# --- the ledger ----------------------------------------------------------------------------------------
+
+KEY = ("acme", "reminder", "WO-1", TOMORROW.isoformat())
+OTHER = ("acme", "reminder", "WO-2", TOMORROW.isoformat())
+
+
+def ledger_scenario(ledger: Any) -> list[Any]:
+    return [
+        outcome(lambda: ledger.claim(KEY)),
+        outcome(lambda: ledger.claim(KEY)),  # claimed: a second claim fails
+        outcome(lambda: ledger.state(KEY)),
+        outcome(lambda: ledger.release(KEY)),
+        outcome(lambda: ledger.state(KEY)),  # released: gone
+        outcome(lambda: ledger.claim(KEY)),
+        outcome(lambda: ledger.finish(KEY, "sent")),
+        outcome(lambda: ledger.release(KEY)),  # only a claim in `sending` is given back
+        outcome(lambda: ledger.state(KEY)),
+        outcome(lambda: ledger.claim(KEY)),  # sent: never claimed again
+        outcome(lambda: ledger.existing([KEY, OTHER])),
+        outcome(lambda: ledger.finish(OTHER, "failed")),  # UpdateItem writes a missing item
+        outcome(lambda: ledger.state(OTHER)),
+        outcome(lambda: ledger.existing([KEY, OTHER, ("other", "reminder", "WO-1", "x")])),
+    ]
+
+
+def test_the_ledger(env):
+    assert ledger_scenario(fakes.LedgerStore()) == ledger_scenario(LedgerStore(env["LEDGER_TABLE"]))
+
+
+# --- the settings table ----------------------------------------------------------------------------------
+
+
+def settings_scenario(store: Any) -> list[Any]:
+    store.put("acme", "SETTINGS#company", {"host": "smtp.acme.example", "port": 587, "bcc": None})
+    store.put("acme", "AUTOMATION#thank_you", {"active": False, "subject": "Thanks"})
+    store.put("acme", "AUTOMATION#reminder", {"active": True, "gsi1pk": "ACTIVE#reminder", "gsi1sk": "acme"})
+    store.put("zeta", "AUTOMATION#reminder", {"active": True, "gsi1pk": "ACTIVE#reminder", "gsi1sk": "zeta"})
+    store.put("acme", "SETTINGS#user/u1", {"oauth": {"status": "connected", "email": "u1@acme.example"}})
+    read = store.get("acme", "SETTINGS#company")
+    read["port"] = 25  # changes nothing stored
+    return [
+        outcome(lambda: store.get("acme", "SETTINGS#company")),
+        outcome(lambda: store.get("acme", "SETTINGS#nothing")),
+        outcome(lambda: store.get("other", "SETTINGS#company")),
+        outcome(lambda: list(store.list_prefix("acme", "AUTOMATION#").items())),
+        outcome(lambda: store.tenants_in_index("ACTIVE#reminder")),
+        outcome(lambda: store.set_oauth_status("acme", "SETTINGS#user/u1", "lost", expected="connected")),
+        outcome(lambda: store.set_oauth_status("acme", "SETTINGS#user/u1", "lost", expected="connected")),
+        outcome(lambda: store.set_oauth_status("acme", "SETTINGS#company", "lost", expected="connected")),
+        outcome(lambda: store.set_oauth_status("acme", "SETTINGS#none", "lost", expected="connected")),
+        outcome(lambda: store.get("acme", "SETTINGS#user/u1")),
+        outcome(lambda: store.delete("acme", "SETTINGS#company")),
+        outcome(lambda: store.delete("acme", "SETTINGS#company")),
+        outcome(lambda: store.get("acme", "SETTINGS#company")),
+    ]
+
+
+def test_the_settings_table(env):
+    real = SettingsStore(env["SETTINGS_TABLE"])
+
+    assert settings_scenario(fakes.SettingsStore()) == settings_scenario(real)
+
+
+# --- the sent log ----------------------------------------------------------------------------------------
+
+IDS = [new_id(now_ms=1_800_000_000_000 + n) for n in range(5)]
+
+
+def entry(n: int, **fields: Any) -> SentLogEntry:
+    return SentLogEntry.model_validate(
+        {
+            "id": IDS[n],
+            "kind": "document" if "document" in fields else "automation",
+            "status": "sent",
+            "from": "billing@acme.example",
+            "to": [f"c{n}@customer.example"],
+            "subject": f"Mail {n}",
+            "created_at": "2026-11-23T18:00:00Z",
+        }
+        | fields
+    )
+
+
+def sent_log_scenario(log: Any) -> list[Any]:
+    invoice = {"type": "invoice", "number": "INV-1"}
+    log.put("acme", entry(0, document=invoice), request={"attachments": [{"upload_id": "U1"}]})
+    log.put("acme", entry(1, work_order_id="WO-1", automation="reminder"))
+    log.put("acme", entry(2, document=invoice))
+    log.put("acme", entry(3, work_order_id="WO-1", automation="confirmation"))
+    log.put("zeta", entry(4, work_order_id="WO-1"))
+    first, cursor = log.list("acme", limit=3)
+    rest, end = log.list("acme", limit=3, cursor=cursor)
+    by_order, _ = log.list("acme", work_order_id="WO-1", limit=1)
+    _, order_cursor = log.list("acme", work_order_id="WO-1", limit=1)
+    return [
+        plain(first),
+        cursor is not None,
+        plain(rest),
+        end,
+        plain(log.list("acme", document=("invoice", "INV-1"))),
+        plain(by_order),
+        plain(log.list("acme", work_order_id="WO-1", cursor=order_cursor)),
+        plain(log.list("acme", document=("invoice", "INV-2"))),
+        outcome(lambda: log.list("zeta", cursor=cursor)),  # another tenant's cursor
+        outcome(lambda: log.list("acme", cursor="not-a-cursor")),
+        outcome(lambda: log.get_with_request("acme", IDS[0])),
+        outcome(lambda: log.get_with_request("acme", IDS[1])),
+        outcome(lambda: log.get("acme", IDS[4])),
+        outcome(lambda: log.get("zeta", IDS[4])),
+    ]
+
+
+def test_the_sent_log(env):
+    real = SentLogStore(env["SENT_LOG_TABLE"], retention_days=90)
+
+    answers = sent_log_scenario(fakes.SentLogStore())
+
+    assert answers == sent_log_scenario(real)
+    assert answers[8] == answers[9] == f"raises {InvalidInput.__name__}"
+
+
+# --- work orders -----------------------------------------------------------------------------------------
+
+
+def work_orders_scenario(store: Any) -> list[Any]:
+    for number, changes in [
+        ("WO-3", {}),
+        ("WO-1", {}),
+        ("WO-2", {"customer": {"contact_method": "text"}}),
+        ("WO-4", {"start": RUN_DATE}),
+        ("WO-5", {}),
+        ("WO-5b", {"parent_id": "WO-5"}),
+    ]:
+        start = changes.pop("start", TOMORROW)
+        store.put("acme", stored_work_order(number, start, **changes))
+    store.put("acme", stored_work_order("WO-5", TOMORROW, confirmation_status="confirmation_sent"))
+    store.put("zeta", stored_work_order("WO-9", TOMORROW))
+    return [
+        outcome(lambda: [w.id for w in store.due("acme", TOMORROW.isoformat())]),
+        outcome(lambda: [w.id for w in store.due("acme", RUN_DATE.isoformat())]),
+        outcome(lambda: [w.id for w in store.due("acme", (TOMORROW + timedelta(days=1)).isoformat())]),
+        outcome(lambda: store.get("acme", "WO-5")),
+        outcome(lambda: store.get("acme", "WO-9")),
+    ]
+
+
+def test_the_work_orders_table(env):
+    real = WorkOrderStore(env["WORK_ORDERS_TABLE"])
+
+    assert work_orders_scenario(fakes.WorkOrderStore()) == work_orders_scenario(real)
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def secrets_scenario(secrets: Any) -> list[Any]:
+    name = secrets.name_for("acme", "company")
+    return [
+        name.endswith("/acme/company"),
+        outcome(lambda: secrets.get(name)),
+        outcome(lambda: secrets.put(name, "first")),
+        outcome(lambda: secrets.get(name)),
+        outcome(lambda: secrets.put(name, "second")),
+        outcome(lambda: secrets.get(name)),  # a write clears the cache
+        outcome(lambda: secrets.delete(name)),
+        outcome(lambda: secrets.get(name, force_fetch=True)),
+        outcome(lambda: secrets.delete(name)),  # deleting what is gone is fine
+    ]
+
+
+def test_the_secret_store(env):
+    real = SecretStore(env["SECRET_PREFIX"])
+
+    answers = secrets_scenario(fakes.SecretStore(env["SECRET_PREFIX"]))
+
+    assert answers == secrets_scenario(real)
+    assert answers[1] == answers[7] == f"raises {SecretMissing.__name__}"
+
+
+# --- attachments -----------------------------------------------------------------------------------------
+
+
+def test_the_attachment_bucket(env, aws):
+    real = AttachmentStore(env["ATTACHMENTS_BUCKET"])
+    fake = fakes.AttachmentStore(env["ATTACHMENTS_BUCKET"])
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=real.bucket, Key="acme/U1/luis.jpg", Body=b"\xff\xd8photo", ContentType="image/jpeg")
+    fake.put_object("acme", "U1", "luis.jpg", b"\xff\xd8photo", "image/jpeg")
+
+    def scenario(store: Any, expire: Callable[[Any], None]) -> list[Any]:
+        upload = store.find("acme", "U1")
+        answers = [
+            upload,
+            store.find("zeta", "U1"),
+            store.find("acme", "U2"),
+            store.read(upload),
+            store.presign_upload("acme", "U3", "a.pdf", "application/pdf").headers,
+        ]
+        expire(upload)
+        return [*answers, store.read(upload)]
+
+    assert scenario(fake, fake.expire) == scenario(
+        real, lambda upload: s3.delete_object(Bucket=real.bucket, Key=upload.key)
+    )

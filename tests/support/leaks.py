@@ -1,0 +1,55 @@
+"""Checks that a block leaves no thread running and no socket open behind it."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def settle(probe: Callable[[], int], expected: int, seconds: float = 3.0) -> int:
+    """Threads and sockets close asynchronously: wait a little for the count to come back."""
+    deadline = time.monotonic() + seconds
+    value = probe()
+    while value != expected and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.02)
+        value = probe()
+    return value
+
+
+def socket_fds() -> int:
+    """How many of this process's file descriptors are sockets."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+@contextmanager
+def no_leaks() -> Iterator[list[str]]:
+    """Fails the block when it leaves a thread running or a socket for the garbage collector to close.
+
+    Yields the list of ResourceWarnings (filled on exit) so a caller can show them.
+    """
+    baseline = threading.active_count()
+    unclosed: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield unclosed
+        gc.collect()
+    unclosed += [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, ResourceWarning) and "socket" in str(w.message).lower()
+    ]
+    assert unclosed == [], unclosed
+    assert settle(threading.active_count, baseline) == baseline, threading.enumerate()

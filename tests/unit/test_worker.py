@@ -1,0 +1,478 @@
+"""The outbox worker (mailer.automations.worker) on in-memory stores: every branch, in milliseconds.
+
+The stores are the fakes of tests/support/fakes.py behind the real SettingsService and
+AutomationService; sending goes through the real TransportPool to memory transports
+(tests/support/transports.py). The same behaviour against moto and real SMTP servers is in
+tests/integration/test_automated_email.py and tests/fault/.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mailer.automations.models import AutomationInput, default_automation
+from mailer.automations.outbox import OutboxMessage
+from mailer.automations.service import AutomationService
+from mailer.automations.worker import (
+    MAX_RECEIVES,
+    Handled,
+    OutboxWorker,
+    Outcome,
+    RetryLater,
+    WorkerDeps,
+    why_not_send,
+)
+from mailer.config import MailerConfig
+from mailer.errors import ServiceUnavailable
+from mailer.identity import Caller
+from mailer.sent_log.models import SentLogEntry
+from mailer.settings.models import SettingsInput
+from mailer.settings.service import SettingsService
+from mailer.work_orders.models import PHOTO_CID
+from tests.support.factories import OWNER, RUN_DATE, TOMORROW, company_settings, stored_work_order
+from tests.support.fakes import (
+    AttachmentStore,
+    LedgerStore,
+    SecretStore,
+    SentLogStore,
+    SettingsStore,
+    WorkOrderStore,
+)
+from tests.support.transports import MemoryPool, MemoryServer, failure
+
+TENANT = "acme"
+ACCOUNT = "office@acme.example"
+PASSWORD = "Unit-Pa55word"
+CUSTOMER = "wo-1@customer.example"
+ADMIN = Caller(tenant_id=TENANT, user_id="admin", email="admin@acme.example", is_admin=True)
+CONFIG = MailerConfig(
+    settings_table="settings",
+    sent_log_table="sent-log",
+    secret_prefix="tests/mail-settings",
+    work_orders_table="work-orders",
+    ledger_table="ledger",
+)
+PHOTO_UPLOAD = "01JCPHOTO0000000000000000A"
+PHOTO = b"\xff\xd8\xff\xe0" + b"JFIF-photo" * 20
+
+
+@dataclass
+class World:
+    """One tenant's stores, the worker of one batch, and the server it sends to."""
+
+    store: SettingsStore
+    secrets: SecretStore
+    work_orders: WorkOrderStore
+    ledger: LedgerStore
+    sent_log: SentLogStore
+    attachments: AttachmentStore
+    server: MemoryServer
+    worker: OutboxWorker
+
+    def save_company(self, **changes: Any) -> None:
+        body = company_settings(ACCOUNT, PASSWORD, port=587, **changes)
+        self.worker.deps.settings.save(ADMIN, "company", SettingsInput.model_validate(body))
+
+    def activate(self, automation: str, **changes: Any) -> None:
+        wording = default_automation(automation).model_dump(include={"subject", "body_html", "days_before"})
+        body = AutomationInput.model_validate(wording | {"active": True} | changes)
+        self.worker.deps.automations.save(ADMIN, automation, body)
+
+    def add_work_order(self, number: str = "WO-1", start=TOMORROW, **changes: Any) -> None:
+        self.work_orders.put(TENANT, stored_work_order(number, start, **changes))
+
+    def entries(self) -> list[SentLogEntry]:
+        return self.sent_log.list(TENANT)[0]
+
+    @property
+    def secret_name(self) -> str:
+        return self.secrets.name_for(TENANT, "company")
+
+
+def reminder(work_order_id: str = "WO-1", occurrence: str = TOMORROW.isoformat()) -> OutboxMessage:
+    return OutboxMessage(
+        tenant_id=TENANT, automation="reminder", work_order_id=work_order_id, occurrence=occurrence
+    )
+
+
+def status_email(automation: str, work_order_id: str = "WO-1") -> OutboxMessage:
+    return OutboxMessage(
+        tenant_id=TENANT, automation=automation, work_order_id=work_order_id, occurrence="status-change-1"
+    )
+
+
+@pytest.fixture
+def world() -> World:
+    store, secrets = SettingsStore(), SecretStore()
+    clock = lambda: "2026-11-23T18:00:00Z"  # noqa: E731
+    deps = WorkerDeps(
+        config=CONFIG,
+        settings=SettingsService(store, secrets, clock),  # type: ignore[arg-type]
+        automations=AutomationService(store, clock),  # type: ignore[arg-type]
+        work_orders=WorkOrderStore(),  # type: ignore[arg-type]
+        ledger=LedgerStore(),  # type: ignore[arg-type]
+        sent_log=SentLogStore(),  # type: ignore[arg-type]
+        attachments=AttachmentStore(),  # type: ignore[arg-type]
+        logger=logging.getLogger("tests.worker"),
+    )
+    server = MemoryServer()
+    worker = OutboxWorker(deps)
+    worker.pool = MemoryPool(CONFIG, server)
+    return World(
+        store,
+        secrets,
+        deps.work_orders,  # type: ignore[arg-type]
+        deps.ledger,  # type: ignore[arg-type]
+        deps.sent_log,  # type: ignore[arg-type]
+        deps.attachments,  # type: ignore[arg-type]
+        server,
+        worker,
+    )
+
+
+@pytest.fixture
+def ready(world: World) -> World:
+    """Company settings saved, the reminder active, WO-1 due tomorrow."""
+    world.save_company()
+    world.activate("reminder")
+    world.add_work_order()
+    return world
+
+
+def text_of(message: Any) -> str:
+    return message.message.get_body(("plain",)).get_content()
+
+
+# --- before the claim: why_not_send ------------------------------------------------------------------
+
+
+def test_an_inactive_automation_is_skipped_before_any_claim(world: World):
+    world.save_company()
+    world.add_work_order()  # the reminder was never switched on
+
+    handled = world.worker.handle(reminder())
+
+    assert handled == Handled(Outcome.SKIPPED, "automation inactive")
+    assert world.ledger.called("claim") == 0 and world.ledger.items == {}
+    assert world.server.accepted == [] and world.entries() == []
+
+
+def test_a_work_order_gone_is_skipped(world: World):
+    world.save_company()
+    world.activate("reminder")
+
+    assert world.worker.handle(reminder("WO-404")) == Handled(Outcome.SKIPPED, "work order gone")
+    assert world.ledger.items == {} and world.server.accepted == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"start": TOMORROW + timedelta(days=2)}, id="rescheduled"),
+        pytest.param({"status": "cancelled"}, id="cancelled"),
+        pytest.param({"confirmation_status": "confirmed"}, id="confirmed-meanwhile"),
+    ],
+)
+def test_a_reminder_no_longer_due_is_skipped(world: World, change: dict[str, Any]):
+    world.save_company()
+    world.activate("reminder")
+    world.add_work_order(**change)  # changed after the noon run queued it for tomorrow
+
+    assert world.worker.handle(reminder()) == Handled(Outcome.SKIPPED, "no longer due a reminder")
+    assert world.ledger.items == {} and world.server.accepted == []
+
+
+@pytest.mark.parametrize(
+    ("customer", "reason"),
+    [
+        ({"email": "not an address"}, "the customer has no valid email address"),
+        ({"email": None}, "the customer has no valid email address"),
+        ({"contact_method": "text"}, "the customer's automated contact method is text, not email"),
+    ],
+)
+def test_a_customer_without_a_valid_address_is_skipped(world: World, customer: dict[str, Any], reason: str):
+    world.save_company()
+    world.activate("confirmation")
+    world.add_work_order(start=RUN_DATE, status="en_route", customer=customer)
+
+    assert world.worker.handle(status_email("confirmation")) == Handled(Outcome.SKIPPED, reason)
+    assert world.ledger.items == {} and world.server.accepted == []
+
+
+def test_why_not_send_is_none_when_the_message_may_go_and_uses_the_parents_contact():
+    active = default_automation("confirmation").model_copy(update={"active": True})
+    child = stored_work_order("WO-9b", RUN_DATE, parent_id="WO-9", customer={"contact_method": "none"})
+    parent = stored_work_order("WO-9", RUN_DATE)
+    message = status_email("confirmation", "WO-9b")
+
+    assert why_not_send(active, message, child, parent) is None
+    assert why_not_send(active, message, child, None) == (
+        "the customer's automated contact method is none, not email"
+    )
+    due = stored_work_order("WO-1", TOMORROW)
+    active_reminder = default_automation("reminder").model_copy(update={"active": True})
+    assert why_not_send(active_reminder, reminder(), due, None) is None
+    assert why_not_send(default_automation("reminder"), reminder(), due, None) == "automation inactive"
+
+
+def test_handled_reads_as_its_outcome_and_detail():
+    assert str(Handled(Outcome.SENT)) == "sent"
+    assert str(Handled(Outcome.SKIPPED, "already sent")) == "skipped: already sent"
+
+
+# --- the claim: never twice --------------------------------------------------------------------------
+
+
+def test_a_message_claimed_elsewhere_is_not_sent(ready: World):
+    assert ready.ledger.claim(reminder().ledger_key)  # another worker holds it (or died after sending)
+
+    assert ready.worker.handle(reminder()) == Handled(Outcome.SKIPPED, "already sent")
+    assert ready.server.accepted == [] and ready.entries() == []
+    assert ready.ledger.state(reminder().ledger_key) == "sending"
+
+
+def test_a_redelivered_confirmation_is_sent_once(world: World):
+    world.save_company()
+    world.activate("confirmation")
+    world.add_work_order(start=RUN_DATE, status="en_route")
+
+    first = world.worker.handle(status_email("confirmation"))
+    second = world.worker.handle(status_email("confirmation"), receive_count=2)
+
+    assert (first, second) == (Handled(Outcome.SENT), Handled(Outcome.SKIPPED, "already sent"))
+    assert len(world.server.accepted) == 1 and len(world.entries()) == 1
+
+
+def test_a_redelivered_reminder_is_sent_once(ready: World):
+    first = ready.worker.handle(reminder())
+    second = ready.worker.handle(reminder(), receive_count=2)
+
+    # The work order now says confirmation_sent; were it not saved (a crash), the ledger would stop it.
+    assert (first, second) == (Handled(Outcome.SENT), Handled(Outcome.SKIPPED, "no longer due a reminder"))
+    assert len(ready.server.accepted) == 1 and len(ready.entries()) == 1
+
+
+# --- sent --------------------------------------------------------------------------------------------
+
+
+def test_a_sent_reminder_is_marked_in_the_ledger_the_work_order_and_the_sent_log(ready: World):
+    handled = ready.worker.handle(reminder())
+
+    assert handled == Handled(Outcome.SENT)
+    [sent] = ready.server.to(CUSTOMER)
+    assert sent.message["Subject"] == "Reminder: your appointment on Tuesday, November 24, 2026"
+    assert sent.message["Auto-Submitted"] == "auto-generated"
+    assert ready.server.connections[0].password == PASSWORD  # signed in with the saved password
+    assert ready.ledger.state(reminder().ledger_key) == "sent"
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "confirmation_sent"
+    [entry] = ready.entries()
+    assert (entry.kind, entry.status, entry.automation, entry.work_order_id, entry.profile) == (
+        "automation",
+        "sent",
+        "reminder",
+        "WO-1",
+        "company",
+    )
+    assert entry.to == [CUSTOMER] and entry.from_ == ACCOUNT and entry.bcc == []
+    assert entry.message_id == sent.message["Message-ID"] and entry.error is None
+    assert entry.subject == sent.message["Subject"]
+
+
+def test_the_company_bcc_is_in_the_envelope_and_the_sent_log_only(world: World):
+    world.save_company(bcc="archive@acme.example")
+    world.activate("reminder")
+    world.add_work_order()
+
+    assert world.worker.handle(reminder()) == Handled(Outcome.SENT)
+
+    [sent] = world.server.accepted
+    assert sent.recipients == (CUSTOMER, "archive@acme.example") and "Bcc" not in sent.message
+    assert world.entries()[0].bcc == ["archive@acme.example"]
+
+
+def test_a_sent_confirmation_carries_the_technicians_photo_and_leaves_the_confirmation_status(world: World):
+    world.save_company()
+    world.activate("confirmation")
+    world.attachments.put_object(TENANT, PHOTO_UPLOAD, "luis.jpg", PHOTO, "image/jpeg")
+    technician = {"name": "Luis Ortega", "photo_upload_id": PHOTO_UPLOAD}
+    world.add_work_order(start=RUN_DATE, status="en_route", technician=technician)
+
+    assert world.worker.handle(status_email("confirmation")) == Handled(Outcome.SENT)
+
+    [sent] = world.server.to(CUSTOMER)
+    assert sent.message["Subject"] == "Luis is on the way"
+    image = next(p for p in sent.message.walk() if p.get_content_maintype() == "image")
+    assert image["Content-ID"] == f"<{PHOTO_CID}>" and image.get_content() == PHOTO
+    work_order = world.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "none"
+    assert world.ledger.state(status_email("confirmation").ledger_key) == "sent"
+
+
+def test_one_connection_per_sender_for_the_batch_closed_with_the_worker(ready: World):
+    ready.add_work_order("WO-2")
+
+    assert ready.worker.handle(reminder("WO-1")) == Handled(Outcome.SENT)
+    assert ready.worker.handle(reminder("WO-2")) == Handled(Outcome.SENT)
+    ready.worker.close()
+
+    [connection] = ready.server.connections
+    assert len(connection.outbox) == 2 and connection.closed
+
+
+def test_a_sent_log_write_failure_does_not_undo_the_send(ready: World, caplog: pytest.LogCaptureFixture):
+    ready.sent_log.fail("put")
+
+    assert ready.worker.handle(reminder()) == Handled(Outcome.SENT)
+
+    assert len(ready.server.accepted) == 1 and ready.ledger.state(reminder().ledger_key) == "sent"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == ["sent log write failed"]
+
+
+# --- failures after the claim ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("receive_count", range(1, MAX_RECEIVES))
+def test_a_transient_failure_releases_the_claim_and_asks_for_a_retry(
+    ready: World, caplog: pytest.LogCaptureFixture, receive_count: int
+):
+    ready.server.fail_next(failure("throttled", transient=True, smtp_code=451))
+
+    with pytest.raises(RetryLater, match="throttled"):
+        ready.worker.handle(reminder(), receive_count=receive_count)
+
+    assert ready.ledger.state(reminder().ledger_key) is None
+    assert ready.server.accepted == [] and ready.entries() == []
+    [retried] = [r for r in caplog.records if r.getMessage() == "automated email will be retried"]
+    assert (retried.category, retried.work_order_id) == ("throttled", "WO-1")  # type: ignore[attr-defined]
+
+    assert ready.worker.handle(reminder(), receive_count=receive_count + 1) == Handled(Outcome.SENT)
+    assert len(ready.server.to(CUSTOMER)) == 1
+
+
+def test_a_lost_connection_is_dropped_and_the_next_message_opens_a_new_one(ready: World):
+    ready.add_work_order("WO-2")
+    ready.server.fail_next(failure("connection_lost", transient=True))
+
+    with pytest.raises(RetryLater):
+        ready.worker.handle(reminder("WO-1"))
+    assert ready.worker.handle(reminder("WO-2")) == Handled(Outcome.SENT)
+
+    first, second = ready.server.connections
+    assert first.closed and first.outbox == [] and len(second.outbox) == 1
+
+
+def test_a_transient_failure_on_the_last_receive_is_failed_and_the_company_is_told(ready: World):
+    ready.server.fail_next(failure("throttled", transient=True, smtp_code=451))
+
+    handled = ready.worker.handle(reminder(), receive_count=MAX_RECEIVES)
+
+    assert handled == Handled(Outcome.FAILED, "throttled")
+    assert ready.ledger.state(reminder().ledger_key) == "failed"
+    [entry] = ready.entries()
+    assert entry.status == "failed" and entry.to == [CUSTOMER] and entry.work_order_id == "WO-1"
+    assert entry.error is not None and entry.error["category"] == "throttled"
+    assert ready.server.to(CUSTOMER) == []
+    [notice] = ready.server.to(OWNER)
+    assert notice.message["Subject"] == "Not sent: reminder email for work order WO-1"
+    assert "WO-1" in text_of(notice) and "How to fix it" in text_of(notice)
+
+
+def test_a_permanent_failure_is_failed_at_once_and_the_company_is_told(ready: World):
+    ready.server.fail_next(failure("recipient_rejected", transient=False, stage="envelope", smtp_code=550))
+
+    assert ready.worker.handle(reminder()) == Handled(Outcome.FAILED, "recipient_rejected")
+
+    assert ready.ledger.state(reminder().ledger_key) == "failed"
+    assert [e.status for e in ready.entries()] == ["failed"]
+    [notice] = ready.server.accepted
+    assert notice.recipients == (OWNER,) and "recipient rejected" in text_of(notice)
+    assert ready.worker.handle(reminder(), receive_count=2) == Handled(Outcome.SKIPPED, "already sent")
+
+
+def test_no_company_settings_is_not_configured(world: World):
+    world.activate("reminder")
+    world.add_work_order()
+
+    assert world.worker.handle(reminder()) == Handled(Outcome.FAILED, "not_configured")
+
+    assert world.ledger.state(reminder().ledger_key) == "failed"
+    [entry] = world.entries()
+    assert entry.error is not None and entry.error["stage"] == "connect"
+    assert "/settings/company" in entry.error["hint"]
+    assert world.server.connections == []  # and nobody to tell
+
+
+def test_a_deleted_password_is_password_missing_and_no_connection_is_opened(
+    ready: World, caplog: pytest.LogCaptureFixture
+):
+    ready.secrets.delete(ready.secret_name)
+
+    assert ready.worker.handle(reminder()) == Handled(Outcome.FAILED, "password_missing")
+
+    assert ready.ledger.state(reminder().ledger_key) == "failed"
+    [entry] = ready.entries()
+    assert entry.error is not None and entry.error["stage"] == "auth"
+    assert "Save the settings again" in entry.error["hint"]
+    assert ready.server.connections == []  # the notice needs the same password: not sent, and logged
+    assert "failure notice not sent" in [r.getMessage() for r in caplog.records]
+
+
+def _company_settings_read(tenant_id: str, sort_key: str) -> bool:
+    return sort_key == "SETTINGS#company"
+
+
+@pytest.mark.parametrize(
+    ("part", "method", "when"),
+    [
+        pytest.param("store", "get", _company_settings_read, id="settings-table"),
+        pytest.param("secrets", "get", None, id="secrets-manager"),
+        pytest.param("attachments", "find", None, id="photo-bucket"),
+    ],
+)
+def test_a_storage_outage_after_the_claim_gives_the_claim_back_and_raises(
+    world: World, part: str, method: str, when: Any
+):
+    world.save_company()
+    world.activate("confirmation")
+    world.add_work_order(
+        start=RUN_DATE, status="en_route", technician={"name": "Luis", "photo_upload_id": PHOTO_UPLOAD}
+    )
+    getattr(world, part).fail(method, when=when)
+    message = status_email("confirmation")
+
+    with pytest.raises(ServiceUnavailable):
+        world.worker.handle(message)
+
+    assert world.ledger.called("claim") == 1 and world.ledger.state(message.ledger_key) is None
+    assert world.server.accepted == [] and world.entries() == []
+
+    getattr(world, part).heal()
+    fresh = OutboxWorker(world.worker.deps)  # the redelivery comes in another batch
+    fresh.pool = MemoryPool(CONFIG, world.server)
+    assert fresh.handle(message, receive_count=2) == Handled(Outcome.SENT)
+    assert len(world.server.to(CUSTOMER)) == 1
+
+
+def test_wording_that_cannot_be_filled_in_is_a_permanent_template_error(world: World):
+    world.save_company()
+    world.add_work_order()
+    # Saved before the save-time check existed (that check refuses it now): straight into the table.
+    world.store.put(
+        TENANT,
+        "AUTOMATION#reminder",
+        {"active": True, "subject": "Visit", "body_html": "{{ 1 / 0 }}", "days_before": 1},
+    )
+
+    assert world.worker.handle(reminder()) == Handled(Outcome.FAILED, "template_error")
+
+    assert world.ledger.state(reminder().ledger_key) == "failed"
+    [entry] = world.entries()
+    assert entry.error is not None and entry.error["stage"] == "render"
+    assert "ZeroDivisionError" in entry.error["hint"] and "/automations/reminder" in entry.error["hint"]
+    assert world.server.to(CUSTOMER) == [] and len(world.server.to(OWNER)) == 1

@@ -97,6 +97,7 @@ def function_environment(template: Any, logical_ids: Iterable[str] | None = None
         for key, value in template.function_environment(logical).items():
             if key != "POWERTOOLS_SERVICE_NAME":
                 os.environ[key] = value
+    os.environ["MAILER_ALLOWED_NETWORKS"] = "127.0.0.1/32,::1/128"  # the sink is on loopback
 
 
 def load_function(template: Any, logical_id: str) -> ModuleType:

@@ -66,10 +66,15 @@ def render_and_build(context: dict[str, Any], attachment: Any) -> Any:
 
 
 def project_transport(port: int, ca_bundle: str) -> Any:
+    from mailer.delivery.guard import AddressGuard
     from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
 
     return SmtpTransport(
-        SmtpServer(HOST, port, "starttls", ACCOUNT), PASSWORD, extra_ca_bundle=ca_bundle, from_email=ACCOUNT
+        SmtpServer(HOST, port, "starttls", ACCOUNT),
+        PASSWORD,
+        extra_ca_bundle=ca_bundle,
+        from_email=ACCOUNT,
+        guard=AddressGuard.allowing("127.0.0.1/32"),
     )
 
 

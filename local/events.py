@@ -26,6 +26,7 @@ class Identity:
     user_id: str | None = "admin"
     email: str | None = "admin@demo.test"
     groups: tuple[str, ...] = ("admin",)
+    email_verified: bool = True
 
     def claims(self) -> dict[str, str] | None:
         if self.user_id is None and self.tenant_id is None:
@@ -33,6 +34,7 @@ class Identity:
         claims = {"sub": self.user_id or "", "cognito:groups": "[" + " ".join(self.groups) + "]"}
         if self.email:
             claims["email"] = self.email
+            claims["email_verified"] = "true" if self.email_verified else "false"
         if self.tenant_id:
             claims["custom:tenant_id"] = self.tenant_id
         return claims

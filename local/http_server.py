@@ -98,6 +98,7 @@ def identity_from_headers(headers: dict[str, str]) -> Identity:
         user_id=pick("x-user-id", ADMIN.user_id),
         email=pick("x-user-email", ADMIN.email),
         groups=groups,
+        email_verified=(headers.get("x-user-email-verified") or "true").strip().lower() == "true",
     )
 
 

@@ -34,6 +34,7 @@ from local.tls_files import TlsFiles, make_tls
 
 LOCAL_ACCOUNT = "billing@demo.test"  # the account the local Microsoft and Google sign-in pages consent as
 OAUTH_VARIABLES = (
+    "MAILER_ALLOWED_NETWORKS",
     "OAUTH_REDIRECT_URL",
     "OAUTH_ALLOWED_ORIGINS",
     "OAUTH_MICROSOFT_CLIENT_ID",
@@ -150,6 +151,7 @@ class LocalStack:
         self.providers = Providers(smtp_context=self.tls.server_context, account=LOCAL_ACCOUNT).start()
         record_deliveries(self.providers, self.config.mail_dir, self.out)
         local = self.providers.env() | self.providers.client_env()
+        local["MAILER_ALLOWED_NETWORKS"] = "127.0.0.1/32,::1/128"  # the local mail servers are loopback
         local["OAUTH_REDIRECT_URL"] = f"http://{HOST}:{self.config.api_port}/oauth/callback"
         local["OAUTH_ALLOWED_ORIGINS"] = (
             f"http://{HOST}:{self.config.api_port},http://localhost:{self.config.api_port}"

@@ -233,10 +233,15 @@ class Template:
         return made
 
     def create_buckets(self, s3: Any) -> dict[str, str]:
+        """Every bucket of the template, keeping versions when the template's bucket does."""
         made = {}
-        for logical in self.of_type("AWS::S3::Bucket"):
+        for logical, spec in self.of_type("AWS::S3::Bucket").items():
             name = self.names.ref(logical)
             s3.create_bucket(Bucket=name)
+            versioning = (spec.get("Properties") or {}).get("VersioningConfiguration")
+            if versioning:
+                status = {"Status": versioning["Status"]}
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=status)
             made[logical] = name
         return made
 

@@ -14,8 +14,10 @@ import trustme
 
 from local.smtp_server import LocalSmtpServer
 from local.template import Template
+from mailer.delivery import guard
 from tests.support.api import Api, cold_start
 from tests.support.aws import isolate_from_aws, set_function_environment, template_on_moto
+from tests.support.dns import offline_resolver
 from tests.support.outbox import Outbox
 from tests.support.smtp import Script, ScriptedServer, Servers, start_smtp_server
 from tests.support.tls import server_context, write_ca_bundle
@@ -25,6 +27,12 @@ from tests.support.tls import server_context, write_ca_bundle
 def _isolated_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach a real AWS account; Powertools quiet and deterministic."""
     isolate_from_aws(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _offline_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sends a DNS query: the address guard resolves names with tests.support.dns."""
+    monkeypatch.setattr(guard, "resolver", offline_resolver)
 
 
 @pytest.fixture

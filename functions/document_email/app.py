@@ -7,12 +7,13 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailer import idempotency
 from mailer.api import http_app
 from mailer.observability import logger, metrics, tracer
 from mailer.routes import documents, sent_log
 from mailer.services import boot
 
-services = boot("attachments_bucket")
+services = boot("attachments_bucket", "idempotency_table")
 app = http_app(documents.router, sent_log.router, logger=logger, services=services)
 
 
@@ -20,4 +21,5 @@ app = http_app(documents.router, sent_log.router, logger=logger, services=servic
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)  # a crashed send holds its key until this times out
     return app.resolve(event, context)

@@ -26,6 +26,12 @@ Hypothesis drives generation with derandomize=True and no example database: the 
 the same order on every run. The operations are listed from template.yaml at collection time, so
 no server starts unless these tests run.
 
+Explicit examples (EDGE_EXAMPLES) go first into the admin's positive run of their operation: work
+orders in year 1 and 9999, reminder runs on days whose appointments would leave the calendar. Bodies
+no generator writes, because they are not JSON an encoder produces or not sent as JSON (100,000
+levels of nesting, a 5,000-digit number, text/plain), are sent raw (RAW_BODIES) and their answers
+run through the same checks.
+
 Loopback only: a request whose body names an SMTP host that would pass validation is sent with
 host 127.0.0.1 and the local SMTP port instead, so no test send ever leaves this machine (a
 provider preset would otherwise resolve to smtp.gmail.com and the like).
@@ -40,7 +46,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -83,6 +89,43 @@ IDENTITIES = {
 EXAMPLES = {"admin": 25, "no-tenant": 8, "non-admin": 8}  # per operation and generation mode
 SMTP_BODIES = ("/settings/{profile}", "/settings/test")
 PROBLEM_JSON = "application/problem+json"
+EXTREME_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-12:00")
+EDGE_WORK_ORDER = {
+    "number": "WO-EDGE",
+    "customer": {"name": "Dana", "email": "dana@customer.example", "contact_method": "email"},
+}
+# Case arguments given to schemathesis as explicit examples, in the admin's positive run.
+EDGE_EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "PUT /work-orders/{work_order_id}": [
+        {
+            "path_parameters": {"work_order_id": "WO-EDGE"},
+            "body": EDGE_WORK_ORDER | {"scheduled_start": when, **end},
+        }
+        for when in EXTREME_TIMES
+        for end in ({}, {"scheduled_end": when})
+    ],
+    "POST /automations/{automation_type}/preview": [
+        {"path_parameters": {"automation_type": kind}, "body": {"work_order_id": "WO-EDGE"}}
+        for kind in ("reminder", "confirmation", "thank_you")
+    ],
+    "POST /automations/reminder/run": [
+        {"body": {"date": day}} for day in ("9999-12-31", "9999-12-02", "0001-01-01", "2101-01-01")
+    ],
+}
+DEPTH = 100_000
+DEEP_ARRAY = "[" * DEPTH + "]" * DEPTH
+DEEP_OBJECT = '{"a":' * DEPTH + "null" + "}" * DEPTH
+LONG_NUMBER = '{"number": ' + "9" * 5000 + "}"
+# (body as sent, its Content-Type, the status expected), sent to every operation that takes a body.
+RAW_BODIES = {
+    "nested 100,000 deep (array)": (DEEP_ARRAY, "application/json", 422),
+    "nested 100,000 deep (object)": (DEEP_OBJECT, "application/json", 422),
+    "nested 100,000 deep (in a field)": ('{"to": ' + DEEP_ARRAY + "}", "application/json", 422),
+    "a 5,000-digit number": (LONG_NUMBER, "application/json", 422),
+    "a 5,000-digit fraction": ('{"port": 1' + "0" * 5000 + ".5}", "application/json", 422),
+    "JSON as text/plain (fetch's default)": ("{}", "text/plain;charset=UTF-8", 415),
+    "JSON as text/plain, nested 100,000 deep": (DEEP_OBJECT, "text/plain", 415),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +192,90 @@ def test_fuzzed_requests_get_documented_answers_and_never_a_5xx(
         loopback_only(case, stack)
         case.call_and_validate(headers=IDENTITIES[who], checks=CHECKS, timeout=30)
 
+    if who == "admin" and mode is GenerationMode.POSITIVE:
+        for edge in EDGE_EXAMPLES.get(route, []):
+            fuzz = example(case=operation.Case(**edge))(fuzz)
     fuzz()
+
+
+def test_every_edge_example_names_a_route_of_the_template() -> None:
+    assert set(EDGE_EXAMPLES) <= set(ROUTES)
+
+
+# --- bodies no generator writes: raw bytes, through the same checks -------------------------------
+
+NO_BODY = {"POST /emails/{email_id}/resend"}  # the only POST or PUT without a request body
+BODY_ROUTES = [r for r in ROUTES if r.split(" ", 1)[0] in ("POST", "PUT") and r not in NO_BODY]
+
+
+def concrete(template_path: str) -> str:
+    """The template path with a value for each parameter that passes its pattern."""
+    values = {"{profile}": "company", "{provider}": "microsoft", "{automation_type}": "reminder"}
+    values |= {"{document_type}": "invoice", "{work_order_id}": "WO-EDGE"}
+    return "/".join(values.get(part, part) for part in template_path.split("/"))
+
+
+def raw_validated(served: Any, stack: LocalStack, route: str, data: str, content_type: str) -> Any:
+    """Send `data` as it is, then run the checks of the fuzzed requests on the answer."""
+    method, template_path = route.split(" ", 1)
+    path = concrete(template_path)
+    response = requests.request(
+        method,
+        f"{stack.api_url}{path}",
+        data=data.encode(),
+        headers={"Content-Type": content_type},
+        timeout=30,
+    )
+    case = served[template_path][method].Case(path_parameters=_parameters(template_path, path) or None)
+    case.validate_response(response, checks=CHECKS)
+    return response
+
+
+def test_every_route_with_a_body_is_sent_the_raw_bodies(served: Any) -> None:
+    with_body = {
+        f"{method.upper()} {path}"
+        for path, methods in served.raw_schema["paths"].items()
+        for method, definition in methods.items()
+        if definition.get("requestBody")
+    }
+    assert with_body == set(BODY_ROUTES)
+
+
+@pytest.mark.parametrize("shape", list(RAW_BODIES))
+@pytest.mark.parametrize("route", BODY_ROUTES)
+def test_raw_bodies_get_a_documented_4xx_naming_the_body(
+    served: Any, stack: LocalStack, route: str, shape: str
+) -> None:
+    data, content_type, status = RAW_BODIES[shape]
+
+    response = raw_validated(served, stack, route, data, content_type)
+
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
+
+
+def test_dates_at_the_calendar_edges_get_documented_answers(served: Any, stack: LocalStack) -> None:
+    reminder = {"active": True, "days_before": 30, "subject": "Reminder", "body_html": "<p>See you</p>"}
+    assert validated(served, "PUT", "/automations/reminder", body=reminder).status_code == 200
+    for when in EXTREME_TIMES:
+        refused = validated(
+            served, "PUT", "/work-orders/WO-EDGE", body=EDGE_WORK_ORDER | {"scheduled_start": when}
+        )
+        assert refused.status_code == 422, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["scheduled_start"]
+    for day in ("9999-12-31", "9999-12-02", "0001-01-01"):
+        run = validated(served, "POST", "/automations/reminder/run", body={"date": day})
+        assert run.status_code == 422, run.text
+        assert [e["field"] for e in run.json()["errors"]] == ["date"]
+
+    last = EDGE_WORK_ORDER | {"scheduled_start": "2100-12-31T23:59:59-12:00"}
+    assert validated(served, "PUT", "/work-orders/WO-EDGE", body=last).status_code == 200
+    for kind in ("reminder", "confirmation", "thank_you"):
+        preview = validated(served, "POST", f"/automations/{kind}/preview", body={"work_order_id": "WO-EDGE"})
+        assert preview.status_code == 200, preview.text
+    run = validated(served, "POST", "/automations/reminder/run", body={"date": "2100-12-31"})
+    assert run.status_code == 200, run.text
 
 
 # --- hand-written requests that random data rarely reaches: sends, 201, 204, the sent log ----------

@@ -7,17 +7,11 @@ import requests
 
 from local.events import USER, Identity
 from local.smtp_server import RecordingHandler
-from tests.support.factories import TIMEZONE, smtp_settings
+from tests.support.factories import TIMEZONE, pdf_file, smtp_settings
 
 PASSWORD = "Corr3ct-Horse-Battery"
 ACCOUNT = "billing@acme.example"
-PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\n"
-    b"xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n0000000101 00000 n \n"
-    b"trailer<</Size 4/Root 1 0 R>>\nstartxref\n164\n%%EOF\n" + bytes(range(256)) * 8
-)
+PDF = pdf_file(bytes(range(256)) * 8)  # every byte value, in the page's content stream
 INVOICE = {
     "type": "invoice",
     "number": "INV-1001",
@@ -303,7 +297,7 @@ def test_wrong_password_is_502_auth_failed(api, company, mail_server):
 def test_attachments_over_the_limit_are_413_before_anything_is_sent(api, company, mail_server, monkeypatch):
     monkeypatch.setenv("ATTACHMENT_MAX_BYTES", "2000000")
     upload_id = upload(api, PDF)
-    big = upload(api, b"%PDF-1.4\n" + b"0" * 1_999_000, filename="big.pdf")
+    big = upload(api, pdf_file(b"0" * 1_999_000), filename="big.pdf")
 
     status, body, _ = email(api, attachments=[{"upload_id": upload_id}, {"upload_id": big}])
     declared = api.call(

@@ -1,20 +1,22 @@
 """The in-memory fakes (tests/support/fakes.py) answer as the real stores do on moto.
 
 Each case runs the same calls against the real store, on the template's tables, and against its
-fake, and compares every answer: the ledger's conditional claim, release and finish, sort orders,
-paging, what a read leaves out, and the errors.
+fake, and compares every answer: the ledger's conditional claim, release and finish, a work order's
+versions and its conditional write, sort orders, paging, what a read leaves out, and the errors.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from mailer.dal import keys
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.secret_store import SecretMissing, SecretStore
@@ -24,6 +26,7 @@ from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.errors import InvalidInput
 from mailer.ids import new_id
 from mailer.sent_log.models import SentLogEntry
+from mailer.work_orders.models import WorkOrder
 from tests.support import fakes
 from tests.support.factories import RUN_DATE, TOMORROW, stored_work_order
 
@@ -205,6 +208,61 @@ def test_the_work_orders_table(env):
     assert work_orders_scenario(fakes.WorkOrderStore()) == work_orders_scenario(real)
 
 
+def versions_scenario(store: Any, store_unversioned: Callable[[WorkOrder], None]) -> list[Any]:
+    """Every write counts a version; a write on `expected_version` holds only while it is the stored one."""
+    scheduled = stored_work_order("WO-1", TOMORROW)
+    en_route = scheduled.model_copy(update={"status": "en_route"})
+    store_unversioned(stored_work_order("WO-7", TOMORROW))
+    store_unversioned(stored_work_order("WO-8", TOMORROW))
+    due = lambda: [w.id for w in store.due("acme", TOMORROW.isoformat())]  # noqa: E731
+    return [
+        outcome(lambda: store.put("acme", scheduled)),  # version 1
+        outcome(lambda: store.put("acme", en_route, expected_version=1)),  # 2, out of the reminder index
+        outcome(due),
+        outcome(lambda: store.put("acme", en_route, expected_version=1)),  # read before that write: None
+        outcome(lambda: store.put("acme", scheduled, expected_version=0)),  # it has a version: None
+        outcome(lambda: store.put("acme", scheduled, expected_version=3)),  # not yet 3: None
+        outcome(lambda: store.get("acme", "WO-1")),
+        outcome(lambda: store.put("acme", scheduled)),  # the sync's write: 3, whatever it read
+        outcome(due),
+        outcome(lambda: store.put("acme", stored_work_order("WO-2", TOMORROW), expected_version=0)),  # none
+        outcome(lambda: store.get("acme", "WO-2")),
+        outcome(lambda: store.get("acme", "WO-7")),  # stored before versions: 0
+        outcome(lambda: store.put("acme", en_route.model_copy(update={"id": "WO-7"}), expected_version=1)),
+        outcome(lambda: store.put("acme", en_route.model_copy(update={"id": "WO-7"}), expected_version=0)),
+        outcome(lambda: store.put("acme", stored_work_order("WO-8", TOMORROW, status="in_progress"))),
+        outcome(due),
+        outcome(lambda: [store.get("acme", n) for n in ("WO-1", "WO-7", "WO-8")]),
+    ]
+
+
+def test_work_order_versions_and_the_conditional_write(env, aws):
+    real = WorkOrderStore(env["WORK_ORDERS_TABLE"])
+    fake = fakes.WorkOrderStore()
+    table = aws.resource("dynamodb").Table(env["WORK_ORDERS_TABLE"])
+
+    def unversioned_in_table(work_order: WorkOrder) -> None:  # as the store wrote it before versions
+        table.put_item(
+            Item={
+                "pk": keys.tenant_pk("acme"),
+                "sk": keys.work_order_sk(work_order.id),
+                "work_order": work_order.model_dump(mode="json", exclude={"version"}),
+                "gsi1pk": keys.reminder_index_pk("acme", TOMORROW.isoformat()),
+                "gsi1sk": work_order.id,
+            }
+        )
+
+    def unversioned_in_fake(work_order: WorkOrder) -> None:
+        fake.put("acme", work_order)
+        del fake.items[("acme", work_order.id)]["version"]
+
+    answers = versions_scenario(fake, unversioned_in_fake)
+
+    assert answers == versions_scenario(real, unversioned_in_table)
+    assert [answers[n] for n in (3, 4, 5, 9, 10, 12)] == [None] * 6
+    assert [w["version"] for w in answers[-1]] == [3, 1, 1]
+
+
 # --- secrets ---------------------------------------------------------------------------------------------
 
 
@@ -239,21 +297,38 @@ def test_the_attachment_bucket(env, aws):
     real = AttachmentStore(env["ATTACHMENTS_BUCKET"])
     fake = fakes.AttachmentStore(env["ATTACHMENTS_BUCKET"])
     s3 = aws.client("s3")
-    s3.put_object(Bucket=real.bucket, Key="acme/U1/luis.jpg", Body=b"\xff\xd8photo", ContentType="image/jpeg")
-    fake.put_object("acme", "U1", "luis.jpg", b"\xff\xd8photo", "image/jpeg")
+    photo, declared = b"\xff\xd8photo", {"declared-size": "8"}
+    s3.put_object(Bucket=real.bucket, Key="acme/U1/luis.jpg", Body=photo, ContentType="image/jpeg")
+    s3.put_object(Bucket=real.bucket, Key="acme/U2/a.pdf", Body=b"%PDF-1", Metadata=declared)
+    s3.put_object(Bucket=real.bucket, Key="acme/U2/a.pdf", Body=b"%PDF-22", Metadata=declared)
+    fake.put_object("acme", "U1", "luis.jpg", photo, "image/jpeg")
+    fake.put_object("acme", "U2", "a.pdf", b"%PDF-1", "binary/octet-stream", declared_size=8)
+    fake.put_object("acme", "U2", "a.pdf", b"%PDF-22", "binary/octet-stream", declared_size=8)
 
-    def scenario(store: Any, expire: Callable[[Any], None]) -> list[Any]:
+    def scenario(store: Any, expire: Callable[[Any], None], first_version: str) -> list[Any]:
         upload = store.find("acme", "U1")
+        replaced = store.find("acme", "U2")
+        first = store.find("acme", "U2", first_version)
         answers = [
-            upload,
+            replace(upload, version_id=None),  # version ids are S3's own
+            upload.version_id is not None and replaced.version_id != first.version_id,
+            replace(replaced, version_id=None),
+            replace(first, version_id=None),
             store.find("zeta", "U1"),
-            store.find("acme", "U2"),
+            store.find("acme", "U3"),
             store.read(upload),
-            store.presign_upload("acme", "U3", "a.pdf", "application/pdf").headers,
+            store.read(first),
+            store.presign_upload("acme", "U3", "a.pdf", "application/pdf", 9).headers,
         ]
+        store.delete(replaced)  # the current version's bytes go; the one before it is current again
+        answers += [store.read(replaced), replace(store.find("acme", "U2"), version_id=None)]
         expire(upload)
-        return [*answers, store.read(upload)]
+        return [*answers, store.find("acme", "U1")]
 
-    assert scenario(fake, fake.expire) == scenario(
-        real, lambda upload: s3.delete_object(Bucket=real.bucket, Key=upload.key)
+    versions = s3.list_object_versions(Bucket=real.bucket, Prefix="acme/U2/")["Versions"]
+    [real_first] = [v["VersionId"] for v in versions if v["Size"] == len(b"%PDF-1")]
+    answers = scenario(fake, fake.expire, "v2")
+    assert answers == scenario(
+        real, lambda upload: s3.delete_object(Bucket=real.bucket, Key=upload.key), real_first
     )
+    assert answers[1] is True and answers[-1] is None

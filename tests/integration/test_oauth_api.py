@@ -16,6 +16,7 @@ import requests
 from local.events import ADMIN, USER
 from local.providers import Providers
 from mailer.settings.tokens import forget_access_tokens
+from tests.support.factories import pdf_file
 
 REDIRECT = "http://127.0.0.1:3999/oauth/callback"
 ACCOUNT = "billing@acme.example"
@@ -103,10 +104,13 @@ def test_microsoft_graph_connection_then_a_test_send_arrives_through_graph(api, 
 
 def test_gmail_api_connection_sends_with_an_attachment_intact(api, providers):
     connect(api, "google", "api")
+    pdf = pdf_file()
     upload = api.call(
-        "POST", "/documents/uploads", {"filename": "INV-1.pdf", "content_type": "application/pdf", "size": 9}
+        "POST",
+        "/documents/uploads",
+        {"filename": "INV-1.pdf", "content_type": "application/pdf", "size": len(pdf)},
     )[1]
-    requests.put(upload["url"], data=b"%PDF-1.4\n", headers=upload["headers"], timeout=5)
+    requests.put(upload["url"], data=pdf, headers=upload["headers"], timeout=5)
     body = {
         "document": {"type": "invoice", "number": "INV-1"},
         "to": [TO],
@@ -121,7 +125,7 @@ def test_gmail_api_connection_sends_with_an_attachment_intact(api, providers):
     assert set(delivered.recipients) == {TO, "books@acme.example"}
     assert "Bcc" not in delivered.message or delivered.via.startswith("gmail")
     (attachment,) = list(delivered.message.iter_attachments())
-    assert attachment.get_filename() == "INV-1.pdf" and attachment.get_content() == b"%PDF-1.4\n"
+    assert attachment.get_filename() == "INV-1.pdf" and attachment.get_content() == pdf
 
 
 @pytest.mark.parametrize("provider", ["microsoft", "google"])
@@ -269,3 +273,38 @@ def test_no_token_in_any_response_or_log_line(api, providers, caplog, capsys):
 def pkce_matches(verifier: str, challenge: str) -> bool:
     digest = hashlib.sha256(verifier.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge
+
+
+def upload_pdf(api, pdf: bytes, filename: str = "INV-2.pdf") -> str:
+    ticket = api.call(
+        "POST",
+        "/documents/uploads",
+        {"filename": filename, "content_type": "application/pdf", "size": len(pdf)},
+    )[1]
+    assert requests.put(ticket["url"], data=pdf, headers=ticket["headers"], timeout=30).status_code == 200
+    return ticket["upload_id"]
+
+
+def test_a_message_over_graphs_request_limit_goes_as_a_draft_with_an_upload_session(api, providers):
+    """A 5 MB PDF: too large for one sendMail request (4 MB with base64), sent through a draft."""
+    connect(api, "microsoft", "api")
+    pdf = pdf_file(b"0" * (5 * 1024 * 1024))
+    small = pdf_file(b"terms")
+    body = {
+        "document": {"type": "invoice", "number": "INV-2"},
+        "to": [TO],
+        "bcc": ["books@acme.example"],
+        "attachments": [
+            {"upload_id": upload_pdf(api, pdf)},
+            {"upload_id": upload_pdf(api, small, "terms.pdf")},
+        ],
+    }
+
+    status, entry, _ = api.call("POST", "/documents/email", body)
+
+    assert status == 200, entry
+    (delivered,) = providers.graph.messages
+    assert delivered.via != "graph.sendMail" and set(delivered.recipients) == {TO, "books@acme.example"}
+    attachments = {a.get_filename(): a.get_content() for a in delivered.message.iter_attachments()}
+    assert attachments == {"INV-2.pdf": pdf, "terms.pdf": small}
+    assert [m.id for m in providers.graph.sent_items] == [delivered.id]

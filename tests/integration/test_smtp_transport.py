@@ -21,6 +21,7 @@ import trustme
 
 from local.smtp_server import LocalSmtpServer, free_port
 from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.guard import AddressGuard
 from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.delivery.transports.base import Delivery
 from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
@@ -68,6 +69,7 @@ def transport(ca_bundle: Path) -> MakeTransport:
             timeout=timeout,
             extra_ca_bundle=str(ca_bundle),
             from_email=USER,
+            guard=AddressGuard.allowing("127.0.0.1/32", "::1/128"),
         )
 
     return make

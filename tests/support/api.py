@@ -56,8 +56,10 @@ class Api:
         identity: Identity | None = ADMIN,
         raw_body: str | bytes | None = None,
         query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
-        """(status, body parsed when JSON, headers in lower case)."""
+        """(status, body parsed when JSON, headers in lower case). `headers` are added to (or replace)
+        the sample event's, which sends Content-Type: application/json."""
         match = match_route(self.routes, method, path)
         if match.route is None:
             raise AssertionError(f"template.yaml has no route for {method} {path}")
@@ -68,6 +70,7 @@ class Api:
             route=match.route.path,
             path_parameters=match.path_parameters,
             query=query or {},
+            headers=headers or {},
             body=raw_body if raw_body is not None else (None if body is None else json.dumps(body)),
         )
         response = module.lambda_handler(http_event(request, identity), FakeContext())

@@ -41,9 +41,14 @@ def template_on_moto(template: Template) -> Iterator[boto3.Session]:
     aws_clients.reset()
 
 
+LOOPBACK_NETWORKS = "127.0.0.1/32,::1/128"
+
+
 def set_function_environment(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables the template gives the functions, as Lambda sets them before the cold start."""
     for logical in template.functions():
         for key, value in template.function_environment(logical).items():
             if key != "POWERTOOLS_SERVICE_NAME":
                 monkeypatch.setenv(key, value)
+    # The tests' mail servers listen on loopback, which the address guard admits only when told.
+    monkeypatch.setenv("MAILER_ALLOWED_NETWORKS", LOOPBACK_NETWORKS)

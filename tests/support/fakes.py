@@ -6,7 +6,7 @@ Each fake keeps what the real store would keep, as the real store would see it:
 - reads hand out copies, so changing what a read returned changes nothing stored;
 - models are stored as the JSON the real store writes, and validated again when read;
 - conditional writes hold or fail as their DynamoDB conditions would (the ledger's claim, release
-  and finish; an OAuth status change);
+  and finish; an OAuth status change; a work order written on the version it read);
 - lists come back in the order DynamoDB gives them (sort key order, the sent log newest first).
 
 `tests/unit/test_fakes.py` checks that each fake has every public method of the real class with
@@ -22,10 +22,11 @@ outbox queue, which never raises for a refused batch, answers a fault by refusin
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -286,7 +287,12 @@ def _page_key(
 
 
 class WorkOrderStore(Faults):
-    """Work orders per tenant, with the sparse index of those due a reminder, by start date."""
+    """Work orders per tenant, with the sparse index of those due a reminder, by start date.
+
+    Every write counts the version up (an item without one, stored before versions, is 0). `put`
+    with `expected_version` writes only while the stored version is that one, else returns None, as
+    the real store's conditional PutItem; without it, it takes the next version, as its UpdateItem.
+    """
 
     def __init__(self, table_name: str = "work-orders") -> None:
         super().__init__()
@@ -299,14 +305,29 @@ class WorkOrderStore(Faults):
         item = self.items.get((tenant_id, work_order_id))
         return WorkOrder.model_validate(item) if item is not None else None
 
-    def put(self, tenant_id: str, work_order: WorkOrder) -> None:
-        self._call("put", tenant_id, work_order)
-        self.items[(tenant_id, work_order.id)] = work_order.model_dump(mode="json")
+    @overload
+    def put(self, tenant_id: str, work_order: WorkOrder) -> WorkOrder: ...
+
+    @overload
+    def put(self, tenant_id: str, work_order: WorkOrder, *, expected_version: int) -> WorkOrder | None: ...
+
+    def put(
+        self, tenant_id: str, work_order: WorkOrder, *, expected_version: int | None = None
+    ) -> WorkOrder | None:
+        self._call("put", tenant_id, work_order, expected_version)
+        key = (tenant_id, work_order.id)
+        stored = self.items.get(key)
+        stored_version = int(stored.get("version", 0)) if stored is not None else None
+        if expected_version is not None and (stored_version is None or stored_version != expected_version):
+            return None
+        version = (stored_version or 0) + 1
+        self.items[key] = work_order.model_dump(mode="json") | {"version": version}
         start_date = reminder_start_date(work_order)
         if start_date:
-            self.reminder_index[(tenant_id, work_order.id)] = start_date
+            self.reminder_index[key] = start_date
         else:
-            self.reminder_index.pop((tenant_id, work_order.id), None)
+            self.reminder_index.pop(key, None)
+        return WorkOrder.model_validate(self.items[key])
 
     def due(self, tenant_id: str, start_date: str, page_size: int = 100) -> Iterator[WorkOrder]:
         """The work orders starting on `start_date` that may get a reminder, in id order, lazily."""
@@ -393,45 +414,102 @@ class OutboxQueue(Faults):
 
 
 class AttachmentStore(Faults):
-    """Uploaded files under <tenant>/<upload id>/<file name>. `put_object` plays the browser's PUT to
-    the presigned address, `expire` the bucket's lifecycle rule."""
+    """Uploaded files under <tenant>/<upload id>/<file name>, in a bucket that keeps versions. `put_object`
+    plays the browser's PUT to the presigned address (each PUT a new version), `expire` the bucket's
+    lifecycle rule (the current version goes, as under a delete marker)."""
 
     def __init__(self, bucket: str = "attachments", *, url_ttl_seconds: int = 900) -> None:
         super().__init__()
         self.bucket = bucket
         self.url_ttl_seconds = url_ttl_seconds
-        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.objects: dict[str, tuple[bytes, str]] = {}  # the current version of each key
+        self.versions: dict[tuple[str, str], tuple[bytes, str, int | None]] = {}  # body, type, declared
+        self._current: dict[str, str] = {}  # key -> its current version id
 
     def presign_upload(
-        self, tenant_id: str, upload_id: str, filename: str, content_type: str
+        self, tenant_id: str, upload_id: str, filename: str, content_type: str, size: int
     ) -> PresignedUpload:
-        self._call("presign_upload", tenant_id, upload_id, filename, content_type)
+        self._call("presign_upload", tenant_id, upload_id, filename, content_type, size)
         key = f"{tenant_id}/{upload_id}/{filename}"
         expires = datetime.now(UTC) + timedelta(seconds=self.url_ttl_seconds)
         return PresignedUpload(
             url=f"https://{self.bucket}.s3.local/{key}",
-            headers={"Content-Type": content_type},
+            headers={
+                "Content-Type": content_type,
+                "Content-Length": str(size),
+                "x-amz-meta-declared-size": str(size),
+            },
             expires_at=expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
 
-    def find(self, tenant_id: str, upload_id: str) -> StoredUpload | None:
-        self._call("find", tenant_id, upload_id)
+    def find(self, tenant_id: str, upload_id: str, version_id: str | None = None) -> StoredUpload | None:
+        self._call("find", tenant_id, upload_id, version_id)
         prefix = f"{tenant_id}/{upload_id}/"
         for key in sorted(self.objects):
             if key.startswith(prefix):
-                return StoredUpload(key=key, filename=key[len(prefix) :], size=len(self.objects[key][0]))
+                version = version_id or self._current[key]
+                if (key, version) not in self.versions:
+                    return None
+                body, _, declared = self.versions[(key, version)]
+                return StoredUpload(
+                    key=key,
+                    filename=key[len(prefix) :],
+                    size=len(body),
+                    declared_size=declared,
+                    version_id=version,
+                    etag=_etag(body),
+                )
         return None
 
     def read(self, upload: StoredUpload) -> tuple[bytes, str] | None:
         self._call("read", upload)
-        return self.objects.get(upload.key)
+        if upload.version_id is None:
+            return self.objects.get(upload.key)
+        kept = self.versions.get((upload.key, upload.version_id))
+        return (kept[0], kept[1]) if kept else None
+
+    def delete(self, upload: StoredUpload) -> None:
+        self._call("delete", upload)
+        if upload.version_id is None:
+            self.objects.pop(upload.key, None)
+            return
+        self.versions.pop((upload.key, upload.version_id), None)
+        if self._current.get(upload.key) == upload.version_id:  # the one before it is current again
+            left = [version for key, version in self.versions if key == upload.key]
+            self.objects.pop(upload.key, None)
+            self._current.pop(upload.key, None)
+            if left:
+                body, content_type, _ = self.versions[(upload.key, left[-1])]
+                self.objects[upload.key] = (body, content_type)
+                self._current[upload.key] = left[-1]
 
     def put_object(
-        self, tenant_id: str, upload_id: str, filename: str, body: bytes, content_type: str
+        self,
+        tenant_id: str,
+        upload_id: str,
+        filename: str,
+        body: bytes,
+        content_type: str,
+        declared_size: int | None = None,
     ) -> StoredUpload:
         key = f"{tenant_id}/{upload_id}/{filename}"
+        version = f"v{len(self.versions) + 1}"
         self.objects[key] = (body, content_type)
-        return StoredUpload(key=key, filename=filename, size=len(body))
+        self.versions[(key, version)] = (body, content_type, declared_size)
+        self._current[key] = version
+        return StoredUpload(
+            key=key,
+            filename=filename,
+            size=len(body),
+            declared_size=declared_size,
+            version_id=version,
+            etag=_etag(body),
+        )
 
     def expire(self, upload: StoredUpload) -> None:
         self.objects.pop(upload.key, None)
+
+
+def _etag(body: bytes) -> str:
+    """S3's ETag of an object put in one request: the MD5 of its bytes, quoted."""
+    return f'"{hashlib.md5(body).hexdigest()}"'  # noqa: S324 - not for security; S3's own choice

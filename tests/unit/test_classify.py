@@ -242,6 +242,7 @@ ONE_ERROR_PER_SMTP_RULE = [
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "data", ctx()),
     (OSError(errno.ENETUNREACH, "Network is unreachable"), "connect", ctx()),
     (OSError(errno.ECONNABORTED, "Software caused connection abort"), "connect", ctx()),
+    (smtplib.SMTPConnectError(-1, b"SSH-2.0-OpenSSH_9.2p1 Debian-2"), "connect", ctx()),
     (BAD_LOGIN, "auth", ctx()),
     (smtplib.SMTPDataError(552, b"Too much mail data"), "data", ctx()),
     (smtplib.SMTPSenderRefused(550, b"5.3.4 Message too big for system", SENDER), "data", ctx()),

@@ -1,4 +1,5 @@
-"""The outbox worker (mailer.automations.worker) on in-memory stores: every branch, in milliseconds.
+"""The outbox worker (mailer.automations.worker) on in-memory stores: every branch, in milliseconds;
+and the status changes that queue its confirmations, when other requests write in between.
 
 The stores are the fakes of tests/support/fakes.py behind the real SettingsService and
 AutomationService; sending goes through the real TransportPool to memory transports
@@ -9,6 +10,7 @@ tests/integration/test_automated_email.py and tests/fault/.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from mailer.automations.models import AutomationInput, default_automation
 from mailer.automations.outbox import OutboxMessage
 from mailer.automations.service import AutomationService
+from mailer.automations.status import StatusChanges
 from mailer.automations.worker import (
     MAX_RECEIVES,
     Handled,
@@ -28,16 +31,18 @@ from mailer.automations.worker import (
     why_not_send,
 )
 from mailer.config import MailerConfig
+from mailer.delivery.guard import AddressGuard
 from mailer.errors import ServiceUnavailable
 from mailer.identity import Caller
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsInput
 from mailer.settings.service import SettingsService
-from mailer.work_orders.models import PHOTO_CID
+from mailer.work_orders.models import PHOTO_CID, EmailDecision, StatusChange, StatusChangeResult, WorkOrder
 from tests.support.factories import OWNER, RUN_DATE, TOMORROW, company_settings, stored_work_order
 from tests.support.fakes import (
     AttachmentStore,
     LedgerStore,
+    OutboxQueue,
     SecretStore,
     SentLogStore,
     SettingsStore,
@@ -59,6 +64,8 @@ CONFIG = MailerConfig(
 )
 PHOTO_UPLOAD = "01JCPHOTO0000000000000000A"
 PHOTO = b"\xff\xd8\xff\xe0" + b"JFIF-photo" * 20
+
+LOOPBACK_GUARD = AddressGuard.allowing("127.0.0.1/32", "::1/128")  # the memory servers "listen" there
 
 
 @dataclass
@@ -112,7 +119,7 @@ def world() -> World:
     clock = lambda: "2026-11-23T18:00:00Z"  # noqa: E731
     deps = WorkerDeps(
         config=CONFIG,
-        settings=SettingsService(store, secrets, clock),  # type: ignore[arg-type]
+        settings=SettingsService(store, secrets, clock, guard=LOOPBACK_GUARD),  # type: ignore[arg-type]
         automations=AutomationService(store, clock),  # type: ignore[arg-type]
         work_orders=WorkOrderStore(),  # type: ignore[arg-type]
         ledger=LedgerStore(),  # type: ignore[arg-type]
@@ -476,3 +483,175 @@ def test_wording_that_cannot_be_filled_in_is_a_permanent_template_error(world: W
     assert entry.error is not None and entry.error["stage"] == "render"
     assert "ZeroDivisionError" in entry.error["hint"] and "/automations/reminder" in entry.error["hint"]
     assert world.server.to(CUSTOMER) == [] and len(world.server.to(OWNER)) == 1
+
+
+def test_wording_over_a_bound_with_this_work_orders_values_fails_once_for_good(world: World):
+    # Saved: the sample number (WO-1001) gives no items. Work order 5000 would ask range() for 5,000.
+    world.save_company()
+    loop = "{% for i in range(work_order.number|int) %}<p>{{ customer.name }}</p>{% endfor %}"
+    world.activate("reminder", body_html=loop)
+    world.add_work_order("5000")
+    message = reminder("5000")
+
+    assert world.worker.handle(message) == Handled(Outcome.FAILED, "template_error")
+
+    assert world.ledger.state(message.ledger_key) == "failed"
+    [entry] = world.entries()
+    assert entry.error is not None and entry.error["stage"] == "render" and entry.error["transient"] is False
+    assert "TemplateLimitExceeded" in entry.error["hint"] and "/automations/reminder" in entry.error["hint"]
+    assert world.server.to("5000@customer.example") == []
+    [notice] = world.server.to(OWNER)
+    assert "5000" in text_of(notice)
+    assert world.worker.handle(message, receive_count=2) == Handled(Outcome.SKIPPED, "already sent")
+    assert len(world.server.to(OWNER)) == 1 and len(world.entries()) == 1
+
+
+# --- status changes and the reminder's mark, with other requests writing in between -------------------
+
+ALREADY = EmailDecision(queued=False, reason="the work order was already en_route")
+QUEUED = EmailDecision(queued=True, automation="confirmation")
+
+
+class Interleaved(WorkOrderStore):
+    """The work orders, where another request writes between this one's read and its write: each of
+    `meanwhile` runs once, right after a read has returned (not during one that another runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: list[Callable[[], object]] = []
+        self._running = False
+
+    def get(self, tenant_id: str, work_order_id: str) -> WorkOrder | None:
+        read = super().get(tenant_id, work_order_id)
+        if self.meanwhile and not self._running:
+            self._running = True
+            try:
+                self.meanwhile.pop(0)()
+            finally:
+                self._running = False
+        return read
+
+
+@dataclass
+class Taps:
+    """Status changes of WO-1 (synced as scheduled: version 1), queueing into a fake outbox."""
+
+    changes: StatusChanges
+    work_orders: Interleaved
+    outbox: OutboxQueue
+
+    def tap(self, status: str = "en_route") -> StatusChangeResult:
+        return self.changes.change(ADMIN, "WO-1", StatusChange.model_validate({"status": status}))
+
+    def stored(self) -> WorkOrder:
+        work_order = self.work_orders.get(TENANT, "WO-1")
+        assert work_order is not None
+        return work_order
+
+    def occurrences(self) -> list[str]:
+        return [m.occurrence for m in self.outbox.messages(OutboxMessage)]
+
+
+def interleaved(world: World) -> Interleaved:
+    store = Interleaved()
+    world.work_orders = world.worker.deps.work_orders = store  # type: ignore[assignment]
+    return store
+
+
+@pytest.fixture
+def taps(world: World) -> Taps:
+    world.save_company()
+    world.activate("confirmation")
+    store = interleaved(world)
+    world.add_work_order(start=RUN_DATE)
+    outbox = OutboxQueue()
+    return Taps(StatusChanges(world.worker.deps.automations, store, outbox), store, outbox)  # type: ignore[arg-type]
+
+
+def test_the_loser_of_two_taps_at_once_answers_from_the_winners_write_and_queues_nothing(taps: Taps):
+    winner: list[StatusChangeResult] = []
+    taps.work_orders.meanwhile.append(lambda: winner.append(taps.tap()))  # after the loser's read
+
+    loser = taps.tap()
+
+    assert winner[0].email == QUEUED and winner[0].work_order.version == 2
+    assert loser.email == ALREADY and loser.work_order.version == 2 and loser.work_order.status == "en_route"
+    assert taps.occurrences() == ["status:en_route:v2"]
+    assert taps.stored().version == 2
+
+
+def test_a_loser_that_finds_another_status_writes_once_more_and_queues_that_transition(taps: Taps):
+    taps.work_orders.meanwhile.append(lambda: taps.tap("in_progress"))  # v2, after the loser's read
+
+    result = taps.tap()
+
+    assert result.email == QUEUED and result.work_order.version == 3
+    assert taps.occurrences() == ["status:en_route:v3"]
+    assert taps.stored().status == "en_route"
+
+
+def test_a_request_that_loses_both_writes_is_told_to_try_again_and_queues_nothing(taps: Taps):
+    taps.work_orders.meanwhile += [lambda: taps.tap("in_progress"), lambda: taps.tap("completed")]
+
+    with pytest.raises(ServiceUnavailable, match="try again"):
+        taps.tap()
+
+    assert taps.occurrences() == [] and taps.stored().status == "completed"
+
+
+def test_the_same_status_again_writes_and_queues_nothing(taps: Taps):
+    first, again = taps.tap(), taps.tap()
+
+    assert (first.email, again.email) == (QUEUED, ALREADY)
+    assert taps.stored().version == 2 and taps.occurrences() == ["status:en_route:v2"]
+
+
+def test_a_work_order_stored_before_versions_is_version_0_and_its_change_writes_1(taps: Taps):
+    del taps.work_orders.items[(TENANT, "WO-1")]["version"]
+
+    assert taps.stored().version == 0
+    assert taps.tap().email == QUEUED
+    assert taps.occurrences() == ["status:en_route:v1"] and taps.stored().version == 1
+
+
+def test_a_queue_failure_puts_the_previous_status_back_and_the_retry_queues_a_new_transition(taps: Taps):
+    taps.outbox.fail("send")
+
+    with pytest.raises(ServiceUnavailable):
+        taps.tap()
+
+    assert (taps.stored().status, taps.stored().version) == ("scheduled", 3)  # en route, then back
+    taps.outbox.heal()
+    assert taps.tap().email == QUEUED and taps.occurrences() == ["status:en_route:v4"]
+
+
+def test_a_queue_failure_leaves_a_write_made_meanwhile_alone(taps: Taps):
+    def synced_meanwhile(*_: object) -> bool:  # the business application's PUT, then SQS refuses
+        taps.work_orders.put(TENANT, taps.stored().model_copy(update={"status": "in_progress"}))
+        return True
+
+    taps.outbox.fail("send", when=synced_meanwhile)
+
+    with pytest.raises(ServiceUnavailable):
+        taps.tap()
+
+    assert (taps.stored().status, taps.stored().version) == ("in_progress", 3)
+
+
+def test_a_reminder_sent_while_the_status_changed_marks_the_work_order_as_it_is_now(world: World):
+    world.save_company()
+    world.activate("reminder")
+    store = interleaved(world)
+    world.add_work_order()
+    changes = StatusChanges(world.worker.deps.automations, store, OutboxQueue())  # type: ignore[arg-type]
+    store.meanwhile.append(lambda: changes.change(ADMIN, "WO-1", StatusChange(status="en_route")))
+
+    assert world.worker.handle(reminder()) == Handled(Outcome.SENT)  # it had read WO-1 as scheduled
+
+    work_order = store.get(TENANT, "WO-1")
+    assert work_order is not None
+    assert (work_order.status, work_order.confirmation_status, work_order.version) == (
+        "en_route",
+        "confirmation_sent",
+        3,
+    )

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.request import Request
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from mailer.errors import FieldError, MailerError
 from mailer.identity import Caller, caller_from_claims
+from mailer.templating.sandbox import TemplateLimitExceeded
 
 PROBLEM_JSON = "application/problem+json"
+JSON = "application/json"
+# No body of this API nests more than a few levels or needs a number longer than a few digits.
+# Deeper or longer JSON is refused before validation: Python's parser and validators recurse per
+# level, and int() refuses more than 4300 digits (sys.get_int_max_str_digits).
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 1000
 
 
 class ProblemField(BaseModel):
@@ -40,6 +51,15 @@ class Problem(BaseModel):
     transient: bool | None = None
 
 
+class AnswerAsIs(Exception):
+    """A complete answer a route raises to have it sent as it is, past response validation: an
+    idempotent replay (mailer.idempotency) is the first answer again, whatever its status."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"answered {response.status_code}")
+        self.response = response
+
+
 def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, Any]:
     """OpenAPI `responses` entries for the problem statuses a route can answer, and its success.
 
@@ -55,13 +75,14 @@ def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, An
         409: "Conflict",
         410: "Gone: the attachment is no longer kept",
         413: "Attachments too large",
-        422: "Invalid request; `errors` names each field",
+        415: "The body is not sent as application/json",
+        422: "Invalid request; `errors` names each field (`body` when it is not usable JSON)",
         502: "The mail server refused the send",
         503: "A backing service is unavailable; retry",
     }
     responses: dict[int, Any] = {
         s: {"description": descriptions[s], "content": {PROBLEM_JSON: {"model": Problem}}}
-        for s in (401, 403, 422, 503, *statuses)
+        for s in (401, 403, 415, 422, 503, *statuses)
     }
     if success is not None:
         responses[success] = {"description": "Success"}
@@ -80,6 +101,68 @@ def problem(
         **extra,
     }
     return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+
+def _refused_body(kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ("body",), "msg": message, "input": None}])
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        if len(text) > MAX_NUMBER_DIGITS:
+            raise _refused_body(
+                "json_number_too_long", f"has a number of more than {MAX_NUMBER_DIGITS} digits"
+            )
+        return kind(text)
+
+    return parse
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether arrays and objects nest more than MAX_JSON_DEPTH levels; no recursion."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def request_json(text: str) -> Any:
+    """The resolver's JSON reader: json.loads, refusing with a `body` validation error (422) what
+    would otherwise raise past the resolver's own JSON error (RecursionError, ValueError)."""
+    deep = _refused_body("json_too_deep", f"is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        value = json.loads(text, parse_int=_number(int), parse_float=_number(float))
+    except RecursionError:
+        raise deep from None
+    if isinstance(value, (dict, list)) and _too_deep(value):
+        raise deep
+    return value
+
+
+def _media_type(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event with its Content-Type in lower case: media types are case-insensitive, Powertools
+    compares them as written (`Application/JSON` would be refused as not JSON)."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return event
+    given = headers.get("content-type")
+    if not isinstance(given, str) or given == given.lower():
+        return event
+    return {**event, "headers": {**headers, "content-type": given.lower()}}
+
+
+class JsonHttpResolver(APIGatewayHttpResolver):
+    """The HTTP API resolver, reading bodies with request_json and media types in any case."""
+
+    def __init__(self) -> None:
+        super().__init__(enable_validation=True, json_body_deserializer=request_json)
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return super().resolve(_media_type(event), context)
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -117,12 +200,32 @@ def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> Non
     def _mailer_error(exc: MailerError) -> Response:
         return problem(exc.status, exc.title, exc.detail, exc.errors, **exc.extra())
 
+    @app.exception_handler(AnswerAsIs)
+    def _as_is(exc: AnswerAsIs) -> Response:
+        return exc.response
+
+    @app.exception_handler(TemplateLimitExceeded)
+    def _template_over_a_bound(exc: TemplateLimitExceeded) -> Response:
+        # Saved wording that only real values make too big to fill in (a preview, a document
+        # email): the caller's to fix. Not a MailerError, for the outbox worker's sake.
+        logger.info("template over a bound", extra={"field": exc.field})
+        return problem(422, "Invalid request", exc.detail, [FieldError(exc.field, exc.message)])
+
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
         logger.info("request rejected", extra={"fields": [e.field for e in errors]})
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
         return problem(422, "Invalid request", detail, errors)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _not_json(_exc: RequestUnsupportedContentType) -> Response:
+        # Not parsed as JSON: a text/plain body (fetch()'s default for a string) is a "simple"
+        # cross-origin request that skips the CORS preflight.
+        given = (app.current_event.headers.get("content-type") or "").split(";")[0].strip()
+        message = f"must be sent with Content-Type: {JSON}"
+        detail = f"The body was sent as {given}; send it as JSON with Content-Type: {JSON}."
+        return problem(415, "Unsupported media type", detail, [FieldError("body", message)])
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable(exc: UnicodeDecodeError) -> Response:
@@ -158,7 +261,7 @@ def http_app(
     the function's own services behind the routes' `Depends`."""
     from mailer import services as wiring
 
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = JsonHttpResolver()
     install_problem_handlers(app, logger)
     if services is not None:
         app.dependency_overrides[wiring.services] = services

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+if TYPE_CHECKING:
+    from mailer.delivery.guard import AddressGuard
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(RuntimeError):
@@ -42,8 +45,11 @@ class MailerConfig(BaseModel):
     secret_prefix: str = Field(alias="SECRET_PREFIX", min_length=1)
     sent_log_retention_days: int = Field(90, alias="SENT_LOG_RETENTION_DAYS", ge=1, le=3650)
     smtp_timeout_seconds: float = Field(15.0, alias="SMTP_TIMEOUT_SECONDS", gt=0, le=120)
+    # An interactive send (test, document email) answers before API Gateway's 29 s, whatever the server.
+    send_deadline_seconds: float = Field(25.0, alias="SEND_DEADLINE_SECONDS", gt=0, le=28)
     secret_max_age_seconds: int = Field(300, alias="SECRET_MAX_AGE_SECONDS", ge=0)
     extra_ca_bundle: str | None = Field(None, alias="MAILER_EXTRA_CA_BUNDLE")
+    allowed_networks: str = Field("", alias="MAILER_ALLOWED_NETWORKS")  # CIDRs the address guard admits
     attachments_bucket: str | None = Field(None, alias="ATTACHMENTS_BUCKET", min_length=1)
     attachment_max_bytes: int = Field(
         20 * 1024 * 1024, alias="ATTACHMENT_MAX_BYTES", ge=1, le=40 * 1024 * 1024
@@ -53,11 +59,26 @@ class MailerConfig(BaseModel):
     ledger_table: str | None = Field(None, alias="LEDGER_TABLE", min_length=1)
     outbox_queue_url: str | None = Field(None, alias="OUTBOX_QUEUE_URL", min_length=1)
     oauth_states_table: str | None = Field(None, alias="OAUTH_STATES_TABLE", min_length=1)
+    idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE", min_length=1)
     default_timezone: str = Field("UTC", alias="DEFAULT_TIMEZONE", min_length=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:
         return _from_env(cls, env)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from mailer.delivery.guard import parse_networks
+
+        parse_networks(value)  # ValueError names the bad network
+        return value
+
+    @property
+    def guard(self) -> AddressGuard:
+        from mailer.delivery.guard import AddressGuard, parse_networks
+
+        return AddressGuard(parse_networks(self.allowed_networks))
 
     def require(self, *fields: str) -> MailerConfig:
         """Fail at cold start when a variable this function needs is not set."""

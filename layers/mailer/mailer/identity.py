@@ -42,7 +42,10 @@ def caller_from_claims(claims: Mapping[str, Any] | None) -> Caller:
         raise Forbidden("Your account is not attached to a company (no custom:tenant_id claim).")
     if not _SAFE_ID.match(tenant_id) or not _SAFE_ID.match(user_id):
         raise Forbidden("The tenant or user id in the token contains characters that are not allowed.")
-    email = claims.get("email")
+    # Only a verified address is the caller's own: the app client may write `email`, and an address
+    # nobody verified must not receive the company's test mail.
+    verified = str(claims.get("email_verified", "")).lower() == "true"
+    email = claims.get("email") if verified else None
     return Caller(
         tenant_id=tenant_id,
         user_id=user_id,

@@ -18,6 +18,7 @@ from mailer.automations.status import StatusChanges, WorkOrderSync
 from mailer.automations.worker import OutboxWorker, WorkerDeps
 from mailer.config import MailerConfig, OAuthConfig
 from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.idempotency_table import DynamoDBPersistenceLayer, idempotency_table
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.oauth_states_table import OAuthStateStore
 from mailer.dal.outbox_queue import OutboxQueue
@@ -47,7 +48,7 @@ class Services:
         secrets = SecretStore(config.secret_prefix, max_age_seconds=config.secret_max_age_seconds)
         self.oauth_config = OAuthConfig.from_env()
         providers = OAuthProviders(self.oauth_config, secrets, config.extra_ca_bundle)
-        self.settings = SettingsService(self.store, secrets, oauth=providers)
+        self.settings = SettingsService(self.store, secrets, oauth=providers, guard=config.guard)
         self.settings.on_reconnect_required = self._tell_company_to_reconnect
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
         self.document_templates = DocumentTemplateService(self.store, utc_now)
@@ -74,6 +75,11 @@ class Services:
     @cached_property
     def outbox(self) -> OutboxQueue:
         return OutboxQueue(self.config.value("outbox_queue_url"))
+
+    @cached_property
+    def idempotency(self) -> DynamoDBPersistenceLayer:
+        """Where idempotent routes keep their keys and first answers (mailer.idempotency)."""
+        return idempotency_table(self.config.value("idempotency_table"))
 
     # use cases
     @cached_property

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from mailer.work_orders.models import FIRST_YEAR, LAST_YEAR
 
 AutomationType = Literal["reminder", "confirmation", "thank_you"]
 AUTOMATION_TYPES: tuple[str, ...] = get_args(AutomationType)
@@ -84,10 +86,26 @@ class Preview(BaseModel):
     text: str
 
 
+def _in_service_years(value: dt.date) -> dt.date:
+    # The run adds days_before to the date: 9999-12-31 would leave the calendar.
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value
+
+
 class ReminderRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date | None = None
+    date: (
+        Annotated[
+            dt.date,
+            AfterValidator(_in_service_years),
+            Field(
+                description=f"The run's day, in the years {FIRST_YEAR} to {LAST_YEAR}; today when left out."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ReminderRunResult(BaseModel):

@@ -13,7 +13,7 @@ class OutboxMessage(BaseModel):
     tenant_id: str
     automation: AutomationType
     work_order_id: str
-    occurrence: str  # the reminder's start date, or the status change's id
+    occurrence: str  # the reminder's start date, or the status change's transition (status:en_route:v7)
 
     @property
     def ledger_key(self) -> tuple[str, str, str, str]:

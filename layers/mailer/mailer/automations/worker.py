@@ -31,6 +31,7 @@ from mailer.settings.service import SendingProfile, SettingsService
 from mailer.work_orders.models import PHOTO_CID, WorkOrder, reminder_start_date, why_no_email
 
 MAX_RECEIVES = 5  # the queue's maxReceiveCount: the last try before the dead-letter queue
+MARK_ATTEMPTS = 3  # writes of a reminded work order's confirmation status, each on a fresh read
 
 
 class RetryLater(Exception):
@@ -191,9 +192,7 @@ class OutboxWorker:
     ) -> None:
         self.deps.ledger.finish(message.ledger_key, "sent")
         if message.automation == "reminder":
-            self.deps.work_orders.put(
-                message.tenant_id, work_order.model_copy(update={"confirmation_status": "confirmation_sent"})
-            )
+            self._mark_reminded(message.tenant_id, work_order)
         to = [a.addr_spec for a in outgoing.message["To"].addresses]
         self._log(
             message,
@@ -208,6 +207,21 @@ class OutboxWorker:
                 subject=str(outgoing.message["Subject"]),
                 **self._entry_fields(message, work_order),
             ),
+        )
+
+    def _mark_reminded(self, tenant_id: str, work_order: WorkOrder) -> None:
+        """Set `confirmation_status` on the work order as it is now: a write on the version read, so
+        a status change made while the reminder was sent is kept, not overwritten with the old copy."""
+        current: WorkOrder | None = work_order
+        for _ in range(MARK_ATTEMPTS):
+            if current is None:
+                return
+            marked = current.model_copy(update={"confirmation_status": "confirmation_sent"})
+            if self.deps.work_orders.put(tenant_id, marked, expected_version=current.version) is not None:
+                return
+            current = self.deps.work_orders.get(tenant_id, work_order.id)
+        self.deps.logger.warning(
+            "reminder sent, work order not marked: it kept changing", extra={"work_order_id": work_order.id}
         )
 
     def _failed(

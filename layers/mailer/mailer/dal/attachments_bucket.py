@@ -1,22 +1,36 @@
-"""Uploaded attachments in S3, under the tenant's prefix: <tenant>/<upload id>/<file name>."""
+"""Uploaded attachments in S3, under the tenant's prefix: <tenant>/<upload id>/<file name>.
+
+The bucket keeps object versions, so that a resend can attach exactly the version that was sent. Each
+upload records the size it was declared with as object metadata (`declared-size`); the presigned address
+is signed for that length and content type.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer.dal import clients
 from mailer.errors import ServiceUnavailable
+
+DECLARED_SIZE = "declared-size"  # object metadata key: the size the upload was presigned for
+_GONE = ("NoSuchKey", "NoSuchVersion", "404")
 
 
 @dataclass(frozen=True)
 class StoredUpload:
     key: str
     filename: str
-    size: int
+    size: int  # bytes S3 holds
+    declared_size: int | None = None  # bytes the upload was declared with; None when not recorded
+    version_id: str | None = None  # the object version described; None when the bucket keeps no versions
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,14 +49,27 @@ class AttachmentStore:
     def _s3(self) -> Any:
         return clients.client("s3")
 
+    @cached_property
+    def _signer(self) -> Any:
+        """Signature version 4, which signs Content-Length (version 2, botocore's default for presigned S3
+        addresses in us-east-1, does not). Presigning is computed here and calls nothing."""
+        return boto3.client("s3", config=Config(signature_version="s3v4"))
+
     def presign_upload(
-        self, tenant_id: str, upload_id: str, filename: str, content_type: str
+        self, tenant_id: str, upload_id: str, filename: str, content_type: str, size: int
     ) -> PresignedUpload:
+        """An address that takes exactly `size` bytes of `content_type`; the headers are the ones signed."""
         key = f"{tenant_id}/{upload_id}/{filename}"
         try:
-            url = self._s3.generate_presigned_url(
+            url = self._signer.generate_presigned_url(
                 "put_object",
-                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ContentType": content_type,
+                    "ContentLength": size,
+                    "Metadata": {DECLARED_SIZE: str(size)},
+                },
                 ExpiresIn=self.url_ttl_seconds,
             )
         except (ClientError, BotoCoreError):
@@ -50,29 +77,78 @@ class AttachmentStore:
         expires = datetime.now(UTC) + timedelta(seconds=self.url_ttl_seconds)
         return PresignedUpload(
             url=url,
-            headers={"Content-Type": content_type},
+            headers={
+                "Content-Type": content_type,
+                "Content-Length": str(size),
+                f"x-amz-meta-{DECLARED_SIZE}": str(size),
+            },
             expires_at=expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
 
-    def find(self, tenant_id: str, upload_id: str) -> StoredUpload | None:
-        """The upload under this tenant's prefix only, so another tenant's id finds nothing."""
+    def find(self, tenant_id: str, upload_id: str, version_id: str | None = None) -> StoredUpload | None:
+        """The upload under this tenant's prefix only, so another tenant's id finds nothing; the current
+        version, or `version_id` of it. None when it has expired, or that version is no longer kept."""
         prefix = f"{tenant_id}/{upload_id}/"
         try:
             listed = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
         for item in listed.get("Contents", []):
-            return StoredUpload(key=item["Key"], filename=item["Key"][len(prefix) :], size=int(item["Size"]))
+            key = item["Key"]
+            head = self._head(key, version_id)
+            if head is None:
+                return None
+            return StoredUpload(
+                key=key,
+                filename=key[len(prefix) :],
+                size=int(head["ContentLength"]),
+                declared_size=_declared_size(head.get("Metadata") or {}),
+                version_id=_version(head),
+                etag=head.get("ETag"),
+            )
         return None
 
     def read(self, upload: StoredUpload) -> tuple[bytes, str] | None:
-        """The file and the content type it was uploaded with; None when it has expired."""
+        """The file (the version `upload` describes) and the content type it was uploaded with; None when
+        it has expired."""
+        version = {"VersionId": upload.version_id} if upload.version_id else {}
         try:
-            response = self._s3.get_object(Bucket=self.bucket, Key=upload.key)
+            response = self._s3.get_object(Bucket=self.bucket, Key=upload.key, **version)
             return response["Body"].read(), response.get("ContentType") or "application/octet-stream"
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            if exc.response["Error"]["Code"] in _GONE:
                 return None
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
         except BotoCoreError:
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
+
+    def delete(self, upload: StoredUpload) -> None:
+        """Remove the version `upload` describes (its bytes, not only a delete marker over them)."""
+        version = {"VersionId": upload.version_id} if upload.version_id else {}
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=upload.key, **version)
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The attachment could not be deleted; try again.") from None
+
+    def _head(self, key: str, version_id: str | None) -> dict[str, Any] | None:
+        version = {"VersionId": version_id} if version_id else {}
+        try:
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=key, **version)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in _GONE:
+                return None
+            raise ServiceUnavailable("The attachment store could not be read; try again.") from None
+        except BotoCoreError:
+            raise ServiceUnavailable("The attachment store could not be read; try again.") from None
+        return head
+
+
+def _declared_size(metadata: dict[str, str]) -> int | None:
+    value = metadata.get(DECLARED_SIZE, "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _version(head: dict[str, Any]) -> str | None:
+    """S3 answers "null" for an object written while versioning was off or suspended: no version to pin."""
+    version = head.get("VersionId")
+    return version if version and version != "null" else None

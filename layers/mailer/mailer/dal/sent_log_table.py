@@ -115,7 +115,11 @@ def decode_cursor(cursor: str, tenant_pk_value: str) -> dict[str, Any]:
         isinstance(key, dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in key.items())
         and key.get("pk") == tenant_pk_value
-        and all(v.startswith(tenant_pk_value) for k, v in key.items() if k.endswith("pk"))
+        and all(
+            v == tenant_pk_value or v.startswith(tenant_pk_value + "#")
+            for k, v in key.items()
+            if k.endswith("pk")
+        )
     )
     if not valid:
         raise InvalidInput.on("cursor", "not a cursor from a previous page")

@@ -1,9 +1,13 @@
-"""Work orders in DynamoDB, with a sparse index of the ones due a reminder, by start date."""
+"""Work orders in DynamoDB, with a sparse index of the ones due a reminder, by start date.
+
+Every write counts a version (1 for the first, then one more each time): the sync's write is
+unconditional and takes the next version; a status change writes only on the version it read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +18,20 @@ from mailer.errors import ServiceUnavailable
 from mailer.work_orders.models import WorkOrder, reminder_start_date
 
 REMINDER_INDEX = "by_reminder_date"
+VERSION = "version"  # a top-level attribute, beside the work order's JSON, so conditions can name it
+
+
+def _key(tenant_id: str, work_order_id: str) -> dict[str, str]:
+    return {"pk": tenant_pk(tenant_id), "sk": keys.work_order_sk(work_order_id)}
+
+
+def _stored(work_order: WorkOrder) -> dict[str, Any]:
+    return work_order.model_dump(mode="json", exclude={"version"})
+
+
+def _work_order(item: dict[str, Any]) -> WorkOrder:
+    """The work order of an item; one stored before versions were counted is version 0."""
+    return WorkOrder.model_validate(item["work_order"] | {"version": int(item.get(VERSION, 0))})
 
 
 class WorkOrderStore:
@@ -25,28 +43,82 @@ class WorkOrderStore:
         return clients.dynamodb_table(self.table_name)
 
     def get(self, tenant_id: str, work_order_id: str) -> WorkOrder | None:
-        key = {"pk": tenant_pk(tenant_id), "sk": keys.work_order_sk(work_order_id)}
         try:
-            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+            item = self._table.get_item(Key=_key(tenant_id, work_order_id), ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The work order could not be read; try again shortly.") from None
-        return WorkOrder.model_validate(item["work_order"]) if item else None
+        return _work_order(item) if item else None
 
-    def put(self, tenant_id: str, work_order: WorkOrder) -> None:
-        """Store the work order and recompute its place in the reminder index."""
-        item: dict[str, Any] = {
-            "pk": tenant_pk(tenant_id),
-            "sk": keys.work_order_sk(work_order.id),
-            "work_order": work_order.model_dump(mode="json"),
+    @overload
+    def put(self, tenant_id: str, work_order: WorkOrder) -> WorkOrder: ...
+
+    @overload
+    def put(self, tenant_id: str, work_order: WorkOrder, *, expected_version: int) -> WorkOrder | None: ...
+
+    def put(
+        self, tenant_id: str, work_order: WorkOrder, *, expected_version: int | None = None
+    ) -> WorkOrder | None:
+        """Store the work order one version past the stored one, recompute its place in the reminder
+        index, and return it as stored (its `version` is the store's, whatever the model carried).
+
+        With `expected_version` the write is conditional: it happens only while the stored version is
+        still that one (0: an item stored before versions). None: another write came first, and
+        nothing was written."""
+        if expected_version is None:
+            return self._put_next_version(tenant_id, work_order)
+        return self._put_if_version(tenant_id, work_order, expected_version)
+
+    def _put_next_version(self, tenant_id: str, work_order: WorkOrder) -> WorkOrder:
+        # One UpdateItem: the increment is DynamoDB's, so a write racing this one is never lost track of.
+        start_date = reminder_start_date(work_order)
+        names = {"#wo": "work_order", "#v": VERSION}
+        values: dict[str, Any] = {":wo": _stored(work_order), ":zero": 0, ":one": 1}
+        update = "SET #wo = :wo, #v = if_not_exists(#v, :zero) + :one"
+        if start_date:
+            update += ", gsi1pk = :gsi1pk, gsi1sk = :gsi1sk"
+            values |= {":gsi1pk": keys.reminder_index_pk(tenant_id, start_date), ":gsi1sk": work_order.id}
+        else:
+            update += " REMOVE gsi1pk, gsi1sk"
+        try:
+            written = self._table.update_item(
+                Key=_key(tenant_id, work_order.id),
+                UpdateExpression=update,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_NEW",
+            )["Attributes"]
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The work order could not be saved; nothing was changed.") from None
+        return work_order.model_copy(update={"version": int(written[VERSION])})
+
+    def _put_if_version(
+        self, tenant_id: str, work_order: WorkOrder, expected_version: int
+    ) -> WorkOrder | None:
+        version = expected_version + 1
+        item: dict[str, Any] = _key(tenant_id, work_order.id) | {
+            "work_order": _stored(work_order),
+            VERSION: version,
         }
         start_date = reminder_start_date(work_order)
         if start_date:
             item["gsi1pk"] = keys.reminder_index_pk(tenant_id, start_date)
             item["gsi1sk"] = work_order.id
+        if expected_version:
+            condition: dict[str, Any] = {
+                "ConditionExpression": "#v = :expected",
+                "ExpressionAttributeValues": {":expected": expected_version},
+            }
+        else:
+            condition = {"ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(#v)"}
         try:
-            self._table.put_item(Item=item)
-        except (ClientError, BotoCoreError):
+            self._table.put_item(Item=item, ExpressionAttributeNames={"#v": VERSION}, **condition)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
             raise ServiceUnavailable("The work order could not be saved; nothing was changed.") from None
+        except BotoCoreError:
+            raise ServiceUnavailable("The work order could not be saved; nothing was changed.") from None
+        return work_order.model_copy(update={"version": version})
 
     def due(self, tenant_id: str, start_date: str, page_size: int = 100) -> Iterator[WorkOrder]:
         """The work orders starting on `start_date` that may get a reminder, page by page (no Scan)."""
@@ -61,7 +133,7 @@ class WorkOrderStore:
             except (ClientError, BotoCoreError):
                 raise ServiceUnavailable("The work orders could not be read; try again shortly.") from None
             for item in page.get("Items", []):
-                yield WorkOrder.model_validate(item["work_order"])
+                yield _work_order(item)
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -93,10 +93,41 @@ def _checked(field_name: str, value: str) -> str:
     return value
 
 
+# An RFC 2047 encoded word typed as text (`=?utf-8?b?...?=`) would be decoded by the receiver into
+# whatever it hides (a line break and a Bcc header, say). The email package decodes such words
+# wherever they stand, so the text is kept from forming one: its `=?` becomes `= ?`.
+ENCODED_WORD = re.compile(r"=\?(?=[^?]*\?[bBqQ]\?[^?]*\?=)")
+
+
+def literal(text: str) -> str:
+    return ENCODED_WORD.sub("= ?", text)
+
+
+def ascii_address(email: str) -> str:
+    """The address with its domain in A-labels (xn--), as the envelope and the headers need it;
+    a local part that is not ASCII is kept (it needs SMTPUTF8, which the transport asks for)."""
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return email
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise InvalidInput.on("to", f"{email}: the domain is not a valid internationalised name") from None
+
+
+def unique_addresses(addresses: Iterable[str]) -> list[str]:
+    """Each address once, the first spelling kept: `Dana@x` and `dana@x` are one recipient."""
+    seen: dict[str, str] = {}
+    for address in addresses:
+        seen.setdefault(address.casefold(), address)
+    return list(seen.values())
+
+
 def _address(field_name: str, email: str, name: str | None = None, name_field: str | None = None) -> Address:
     _checked(field_name, email)
     try:
-        return Address(display_name=_checked(name_field or field_name, name or ""), addr_spec=email)
+        shown = literal(_checked(name_field or field_name, name or ""))
+        return Address(display_name=shown, addr_spec=ascii_address(email))
     except (ValueError, IndexError, TypeError) as exc:
         raise InvalidInput.on(field_name, f"not a usable address: {exc}") from None
 
@@ -139,6 +170,8 @@ def build_message(
     """validate -> MIME. `bcc` never reaches a header."""
     if not to:
         raise InvalidInput.on("to", "at least one recipient is required")
+    to = unique_addresses(to)
+    cc = [a for a in unique_addresses(cc) if a.casefold() not in {t.casefold() for t in to}]
     msg = EmailMessage(policy=SMTP)
     msg["From"] = _address("from_email", sender.from_email, sender.from_name, "from_name")
     msg["To"] = [_address("to", addr) for addr in to]
@@ -146,7 +179,7 @@ def build_message(
         msg["Cc"] = [_address("cc", addr) for addr in cc]
     if sender.reply_to:
         msg["Reply-To"] = _address("reply_to", sender.reply_to)
-    msg["Subject"] = _checked("subject", subject)
+    msg["Subject"] = literal(_checked("subject", subject))
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     domain = sender.from_email.rsplit("@", 1)[-1]
     msg["Message-ID"] = make_msgid(domain=domain)
@@ -168,5 +201,5 @@ def build_message(
             filename=_checked("filename", attachment.filename),
         )
 
-    recipients = tuple(dict.fromkeys([*to, *cc, *bcc]))
-    return OutgoingMessage(message=msg, envelope_from=sender.from_email, recipients=recipients)
+    recipients = tuple(ascii_address(a) for a in unique_addresses([*to, *cc, *bcc]))
+    return OutgoingMessage(message=msg, envelope_from=ascii_address(sender.from_email), recipients=recipients)

@@ -73,6 +73,23 @@ class DocumentEmailRequest(BaseModel):
             raise InvalidInput.on("attachments", "the same upload is attached twice")
 
 
+class AttachmentVersion(BaseModel):
+    """Which file an attachment of a sent email was: its S3 object version, and its ETag for when the
+    bucket keeps no versions (then a changed file is refused instead of resent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: str | None = None
+    etag: str | None = None
+
+
+class SentDocumentRequest(DocumentEmailRequest):
+    """What the sent log keeps of a document email to resend it: the request as sent (with the subject
+    and body it was sent with) and the version of each attachment, in order. Never part of the API."""
+
+    attachment_versions: Annotated[list[AttachmentVersion], Field(max_length=10)] = []
+
+
 class DocumentPreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

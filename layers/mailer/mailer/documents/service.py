@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -14,7 +16,14 @@ from mailer.delivery.html_text import html_to_text
 from mailer.delivery.message import Sender, build_message
 from mailer.delivery.transports.base import Delivery
 from mailer.documents.attachments import load_attachments
-from mailer.documents.models import DocumentEmailRequest, DocumentPreviewRequest, Rendered, document_context
+from mailer.documents.models import (
+    AttachmentVersion,
+    DocumentEmailRequest,
+    DocumentPreviewRequest,
+    Rendered,
+    SentDocumentRequest,
+    document_context,
+)
 from mailer.documents.wording import DocumentTemplateService
 from mailer.errors import Conflict, MailerError, NotFound
 from mailer.identity import Caller
@@ -78,16 +87,23 @@ class DocumentEmailService:
 
     # send, resend, read
     def send(
-        self, caller: Caller, request: DocumentEmailRequest, *, resent_from: str | None = None
+        self,
+        caller: Caller,
+        request: DocumentEmailRequest,
+        *,
+        resent_from: str | None = None,
+        pinned: Sequence[AttachmentVersion] = (),
     ) -> SentLogEntry:
+        """Send and log the attempt; a resend (`resent_from`) attaches the `pinned` versions of its files."""
         request.check()
         profile, company = self._sender(caller, request.sender)
-        attachments, infos = load_attachments(
+        loaded = load_attachments(
             self.attachments,
             caller.tenant_id,
             request.attachments,
             self.config.attachment_max_bytes,
             resending=resent_from is not None,
+            pinned=pinned,
         )
         rendered = self.render(caller, request)
         archive = [b for b in (company.bcc if company else None, profile.settings.bcc) if b]
@@ -100,13 +116,15 @@ class DocumentEmailService:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            attachments=attachments,
+            attachments=loaded.attachments,
         )
         created_at = utc_now()
         failure: Failure | None = None
         delivery: Delivery | None = None
         try:
-            delivery = deliver(profile, message, self.config)
+            delivery = deliver(
+                profile, message, self.config, time.monotonic() + self.config.send_deadline_seconds
+            )
             failure = every_visible_recipient_refused(delivery.refused, [*request.to, *request.cc])
         except DeliveryFailed as exc:
             failure = exc.failure
@@ -123,10 +141,14 @@ class DocumentEmailService:
             profile=profile.settings.profile,
             document=request.document.model_dump(mode="json"),
             work_order_id=request.work_order_id,
-            attachments=infos,
+            attachments=loaded.infos,
             resent_from=resent_from,
         )
-        stored = request.model_dump(mode="json") | {"subject": rendered.subject, "body_html": rendered.html}
+        stored = request.model_dump(mode="json") | {
+            "subject": rendered.subject,
+            "body_html": rendered.html,
+            "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
+        }
         try:
             self.sent_log.put(caller.tenant_id, entry, request=stored)
         except MailerError:
@@ -147,4 +169,5 @@ class DocumentEmailService:
             raise Conflict(
                 "Only document emails can be resent; tests and automated emails are sent by their own action."
             )
-        return self.send(caller, DocumentEmailRequest.model_validate(stored), resent_from=entry.id)
+        sent = SentDocumentRequest.model_validate(stored)  # an entry from before versions were kept has none
+        return self.send(caller, sent, resent_from=entry.id, pinned=sent.attachment_versions)

@@ -1,18 +1,17 @@
-"""Uploads: a presigned address to put an attachment under the company's prefix."""
+"""Uploads: a presigned address to put an attachment under the company's prefix, for the declared size
+and type only, under a name that is plain, visible and ends as its type."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.documents.attachments import filename_problem
 from mailer.documents.models import UploadRequest, UploadTicket
 from mailer.errors import FieldError, InvalidInput, PayloadTooLarge
 from mailer.identity import Caller
 from mailer.ids import new_id
-
-_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 
 
 @dataclass
@@ -21,8 +20,9 @@ class Uploads:
     config: MailerConfig
 
     def create(self, caller: Caller, request: UploadRequest) -> UploadTicket:
-        if _UNSAFE_FILENAME.search(request.filename) or request.filename.startswith("."):
-            raise InvalidInput.on("filename", "must be a plain file name (no path, no control characters)")
+        problem = filename_problem(request.filename, request.content_type)
+        if problem:
+            raise InvalidInput.on("filename", problem)
         if request.size == 0:
             raise InvalidInput.on("size", "the file is empty")
         limit = self.config.attachment_max_bytes
@@ -33,7 +33,7 @@ class Uploads:
             )
         upload_id = new_id()
         presigned = self.attachments.presign_upload(
-            caller.tenant_id, upload_id, request.filename, request.content_type
+            caller.tenant_id, upload_id, request.filename, request.content_type, request.size
         )
         return UploadTicket(
             upload_id=upload_id,

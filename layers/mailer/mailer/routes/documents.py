@@ -15,6 +15,7 @@ from mailer.documents.models import (
     UploadRequest,
     UploadTicket,
 )
+from mailer.idempotency import idempotent
 from mailer.observability import metrics
 from mailer.routes import Wired
 from mailer.sent_log.models import SentLogEntry
@@ -55,6 +56,7 @@ def preview(body: DocumentPreviewRequest, caller: CurrentCaller, svc: Wired) -> 
     operation_id="sendDocument",
     responses=problem_responses(404, 409, 410, 413, 502),
 )
+@idempotent
 def send_document(body: DocumentEmailRequest, caller: CurrentCaller, svc: Wired) -> SentLogEntry:
     entry = svc.documents.send(caller, body)
     metrics.add_metric(name="DocumentEmailSent", unit="Count", value=1)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailer.api import CurrentCaller, problem_responses
 from mailer.documents.models import DocumentType
+from mailer.idempotency import idempotent
 from mailer.observability import metrics
 from mailer.routes import Wired
 from mailer.sent_log.models import EmailPage, SentLogEntry
@@ -56,6 +57,7 @@ def get_email(email_id: EmailId, caller: CurrentCaller, svc: Wired) -> SentLogEn
     operation_id="resendEmail",
     responses=problem_responses(404, 409, 410, 413, 502),
 )
+@idempotent
 def resend(email_id: EmailId, caller: CurrentCaller, svc: Wired) -> SentLogEntry:
     entry = svc.documents.resend(caller, email_id)
     metrics.add_metric(name="DocumentEmailResent", unit="Count", value=1)

@@ -45,11 +45,11 @@ def recipient_for_test(caller: Caller, profile_name: str | None, to: str | None)
     if not recipient:
         raise InvalidInput.on("to", "required: your account has no email address to send the test to")
     if (
-        profile_name == "company"
+        profile_name in ("company", None)  # the company account, or settings not saved (any server)
         and not caller.is_admin
         and recipient.casefold() != (caller.email or "").casefold()
     ):
-        raise Forbidden("Only an administrator can send a company test message to another address.")
+        raise Forbidden("Only an administrator can send this test message to another address than yours.")
     return recipient
 
 
@@ -118,7 +118,9 @@ class AccountTest:
         delivery: Delivery | None = None
         failure: Failure | None = None
         try:
-            delivery = deliver(profile, message, self.config)
+            delivery = deliver(
+                profile, message, self.config, time.monotonic() + self.config.send_deadline_seconds
+            )
         except DeliveryFailed as exc:
             failure = exc.failure
         elapsed_ms = int((time.monotonic() - start) * 1000)

@@ -25,7 +25,13 @@ ProviderName = Literal["microsoft", "google"]
 OAuthTransport = Literal["api", "smtp"]
 
 SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("microsoft", "api"): ("offline_access", "https://graph.microsoft.com/Mail.Send", "User.Read"),
+    # Mail.ReadWrite: messages over Graph's 4 MB request limit go as a draft with upload sessions.
+    ("microsoft", "api"): (
+        "offline_access",
+        "https://graph.microsoft.com/Mail.Send",
+        "https://graph.microsoft.com/Mail.ReadWrite",
+        "User.Read",
+    ),
     # A token for outlook.office.com cannot call Graph /me: the account comes from the ID token.
     ("microsoft", "smtp"): ("offline_access", "https://outlook.office.com/SMTP.Send", "openid", "email"),
     ("google", "api"): ("openid", "email", "https://www.googleapis.com/auth/gmail.send"),

@@ -16,20 +16,27 @@ from mailer.settings.tokens import TokenSource
 
 
 def transport_for(
-    settings: SettingsView, password: str | None, config: MailerConfig, tokens: TokenSource | None = None
+    settings: SettingsView,
+    password: str | None,
+    config: MailerConfig,
+    tokens: TokenSource | None = None,
+    deadline: float | None = None,
 ) -> TransportBase:
-    """The transport a profile sends with; `tokens` for an OAuth profile."""
+    """The transport a profile sends with; `tokens` for an OAuth profile; `deadline` (monotonic) ends
+    the whole conversation, whatever each step's timeout."""
     if settings.transport == "ses":
         return SesTransport(region=settings.ses_region, configuration_set=settings.ses_configuration_set)
     if settings.transport in ("microsoft_graph", "gmail_api"):
         assert tokens is not None, "an API transport needs the profile's OAuth tokens"
         api = GraphTransport if settings.transport == "microsoft_graph" else GmailTransport
-        return api(
+        transport = api(
             tokens,
             tokens.provider.api_url,
             timeout=config.smtp_timeout_seconds,
             extra_ca_bundle=config.extra_ca_bundle,
         )
+        transport.deadline = deadline
+        return transport
     assert settings.host and settings.port and settings.security
     return SmtpTransport(
         SmtpServer(settings.host, settings.port, settings.security, settings.username),
@@ -38,18 +45,22 @@ def transport_for(
         extra_ca_bundle=config.extra_ca_bundle,
         from_email=settings.from_email,
         oauth=tokens,
+        guard=config.guard,
+        deadline=deadline,
     )
 
 
 DROP_CATEGORIES = ("connection_lost", "timeout")  # the connection is gone; the next send opens a new one
 
 
-def open_authenticated(profile: SendingProfile, config: MailerConfig) -> TransportBase:
+def open_authenticated(
+    profile: SendingProfile, config: MailerConfig, deadline: float | None = None
+) -> TransportBase:
     """Open a connection and sign in. If the server refuses a cached password, fetch it again and
     sign in once more: it may have been changed since this container cached it. This is the one
     place where re-authentication happens."""
     password = profile.password()
-    transport = transport_for(profile.settings, password, config, profile.tokens)
+    transport = transport_for(profile.settings, password, config, profile.tokens, deadline)
     try:
         transport.open()
     except DeliveryFailed as exc:
@@ -58,7 +69,7 @@ def open_authenticated(profile: SendingProfile, config: MailerConfig) -> Transpo
         fresh = profile.password(force_fetch=True)
         if fresh == password:
             raise
-        transport = transport_for(profile.settings, fresh, config, profile.tokens)
+        transport = transport_for(profile.settings, fresh, config, profile.tokens, deadline)
         transport.open()
     return transport
 
@@ -66,14 +77,15 @@ def open_authenticated(profile: SendingProfile, config: MailerConfig) -> Transpo
 class TransportPool:
     """Open connections by sender for one batch: opened on first use, dropped when broken, closed at end."""
 
-    def __init__(self, config: MailerConfig) -> None:
+    def __init__(self, config: MailerConfig, deadline: float | None = None) -> None:
         self.config = config
+        self.deadline = deadline
         self._open: dict[str, TransportBase] = {}
 
     def send(self, sender_key: str, profile: SendingProfile, message: OutgoingMessage) -> Delivery:
         transport = self._open.get(sender_key)
         if transport is None:
-            transport = self._open[sender_key] = open_authenticated(profile, self.config)
+            transport = self._open[sender_key] = open_authenticated(profile, self.config, self.deadline)
         try:
             return transport.send(message)
         except DeliveryFailed as exc:
@@ -97,7 +109,9 @@ class TransportPool:
         self.close()
 
 
-def deliver(profile: SendingProfile, message: OutgoingMessage, config: MailerConfig) -> Delivery:
-    """Send one message over a connection of its own."""
-    with TransportPool(config) as pool:
+def deliver(
+    profile: SendingProfile, message: OutgoingMessage, config: MailerConfig, deadline: float | None = None
+) -> Delivery:
+    """Send one message over a connection of its own, over by `deadline` (monotonic) if given."""
+    with TransportPool(config, deadline) as pool:
         return pool.send("single", profile, message)

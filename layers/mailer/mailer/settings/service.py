@@ -10,6 +10,7 @@ from typing import Any
 from mailer.dal import keys
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.settings_table import SettingsStore
+from mailer.delivery.guard import AddressGuard, AddressNotAllowed
 from mailer.errors import Conflict, FieldError, Forbidden, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
 from mailer.ids import utc_now
@@ -20,6 +21,7 @@ from mailer.settings.models import (
     Profile,
     SettingsInput,
     SettingsView,
+    SettingsWarning,
     settings_warnings,
 )
 from mailer.settings.oauth import OAuthProvider, OAuthProviders
@@ -50,6 +52,12 @@ class Connection:
     )  # transport, provider, host, port, security, username
 
 
+def account_of(settings: SettingsView | SettingsInput | dict[str, Any]) -> tuple[str, int | None, str]:
+    """What a saved password is bound to: host, port and username."""
+    get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
+    return (str(get("host") or "").lower(), get("port"), str(get("username") or "").casefold())
+
+
 def profile_ref(caller: Caller, profile: Profile) -> ProfileRef:
     key = "company" if profile == "company" else f"user/{caller.user_id}"
     return ProfileRef(caller.tenant_id, profile, key)
@@ -76,8 +84,10 @@ class SettingsService:
         clock: Callable[[], str] = utc_now,
         *,
         oauth: OAuthProviders | None = None,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.store = store
+        self.guard = guard or AddressGuard()
         self.secrets = secrets
         self.clock = clock
         self.oauth = oauth
@@ -113,6 +123,14 @@ class SettingsService:
             self._revoke(ref, existing)  # a password replaces the connection
             existing = {}
         data.check(profile, password_saved=bool(existing.get("password_set")))
+        if data.password is None and existing.get("password_set") and data.username:
+            if account_of(existing) != account_of(data):
+                raise InvalidInput.on(
+                    "password",
+                    "required again: the saved password was for another host, port or username, "
+                    "and is never sent anywhere else",
+                )
+        host_warning = self._check_host(data)
         secret_name = self.secrets.name_for(ref.tenant_id, ref.key)
         needs_password = data.transport == "smtp" and bool(data.username)
         if not needs_password:
@@ -132,7 +150,28 @@ class SettingsService:
             "updated_by": caller.email or caller.user_id,
         }
         self.store.put(ref.tenant_id, ref.sort_key, item)
-        return self._view(ref, item)
+        view = self._view(ref, item)
+        if host_warning:
+            view.warnings.insert(0, host_warning)
+        return view
+
+    def _check_host(self, data: SettingsInput) -> SettingsWarning | None:
+        """An internal mail host is refused; one that does not resolve now is saved with a warning."""
+        if data.transport != "smtp" or not data.host:
+            return None
+        try:
+            unresolved = self.guard.check_host(data.host)
+        except AddressNotAllowed as exc:
+            raise InvalidInput.on(
+                "host",
+                f"is, or resolves to, an internal address ({exc.address}); only public mail servers are "
+                "used (an operator admits an on-premises relay with MAILER_ALLOWED_NETWORKS)",
+            ) from None
+        if unresolved:
+            return SettingsWarning(
+                field="host", message=f"{data.host} does not resolve now; sending fails until it does."
+            )
+        return None
 
     def delete(self, caller: Caller, profile: Profile) -> None:
         if not self.may_write(caller, profile):
@@ -172,6 +211,12 @@ class SettingsService:
             if not self.may_write(caller, lend_from):
                 raise Forbidden("Only an administrator can test with the saved company password.")
             lender = self.get(caller, lend_from)
+            if lender.auth != "password" or account_of(lender) != account_of(data):
+                raise InvalidInput.on(
+                    "password",
+                    f"required: the saved {lend_from} password is only used with the host, port and "
+                    "username it was saved for",
+                )
         target: Profile = lend_from or "me"
         data.check(target, password_saved=bool(lender and lender.password_set))
         view = SettingsView.model_validate(data.model_dump(include=set(STORED_FIELDS)) | {"profile": target})

@@ -3,6 +3,10 @@
 Users write `{{ work_order.scheduled_date }}` or the numbered `[21]` known from older products;
 numbers become names before Jinja sees the text. Unknown fields and syntax errors are refused at
 save time with their position, so nothing breaks at noon.
+
+Every render is bounded (mailer.templating.sandbox): loops, ranges, the values built, the output
+and the time. Wording over a bound with the sample values is refused at save time; over a bound
+only with real values, render raises TemplateLimitExceeded naming the field.
 """
 
 from __future__ import annotations
@@ -13,20 +17,21 @@ from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from mailer.errors import FieldError, InvalidInput
 from mailer.templating.fields import BY_NUMBER, TemplateKind, names_for, sample_context
+from mailer.templating.sandbox import BoundedSandbox, TemplateLimitExceeded, render_bounded
 
 NUMBERED = re.compile(r"\[(\d{1,4})\]")
 MAX_TEMPLATE_CHARS = 100_000
+NESTED_TOO_DEEPLY = "the template is nested too deeply (brackets, tags or operators inside one another)"
 
 
 @cache
-def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
+def _environment(autoescape: bool) -> BoundedSandbox:
     # Unknown names are refused at save time; a value missing from one work order renders empty.
-    return ImmutableSandboxedEnvironment(
+    return BoundedSandbox(
         autoescape=autoescape, trim_blocks=True, lstrip_blocks=True, undefined=ChainableUndefined
     )
 
@@ -91,7 +96,13 @@ def check_template(source: str, field_name: str, kind: TemplateKind) -> None:
     """Raise InvalidInput naming the field and the position of the first problem."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise InvalidInput.on(field_name, f"longer than {MAX_TEMPLATE_CHARS} characters")
-    expanded = expand_numbers(source, field_name)
+    try:
+        _check(expand_numbers(source, field_name), field_name, kind)
+    except RecursionError:  # Jinja parses and compiles recursively
+        raise InvalidInput.on(field_name, NESTED_TOO_DEEPLY) from None
+
+
+def _check(expanded: str, field_name: str, kind: TemplateKind) -> None:
     try:
         tree = _environment(False).parse(expanded)
     except TemplateSyntaxError as exc:
@@ -110,7 +121,9 @@ def check_template(source: str, field_name: str, kind: TemplateKind) -> None:
     if errors:
         raise InvalidInput("; ".join(e.message for e in errors), errors=errors)
     try:
-        _environment(True).from_string(expanded).render(**sample_context(kind))
+        render_bounded(_environment(True).from_string(expanded), sample_context(kind))
+    except TemplateLimitExceeded as exc:
+        raise InvalidInput.on(field_name, exc.message) from None
     except Exception as exc:  # noqa: BLE001 - whatever stops the sample render would stop the send
         raise InvalidInput.on(field_name, f"cannot be filled in: {type(exc).__name__}: {exc}") from None
 
@@ -121,13 +134,24 @@ def _compiled(source: str, html: bool) -> Template:
     return _environment(html).from_string(expand_numbers(source))
 
 
-def render(source: str, context: Mapping[str, Any], *, html: bool) -> str:
-    return _compiled(source, html).render(**context)
+def render(source: str, context: Mapping[str, Any], *, html: bool, field_name: str | None = None) -> str:
+    """The wording filled in; TemplateLimitExceeded names `field_name` (by default the body the
+    wording is: body_html, or body_text for plain text)."""
+    field = field_name or ("body_html" if html else "body_text")
+    try:
+        template = _compiled(source, html)
+    except RecursionError:  # only wording saved before the save-time check refused it
+        raise TemplateLimitExceeded(NESTED_TOO_DEEPLY, field) from None
+    try:
+        return render_bounded(template, context)
+    except TemplateLimitExceeded as exc:
+        exc.field = field
+        raise
 
 
 def render_subject(source: str, context: Mapping[str, Any]) -> str:
     """Subjects are one line of plain text whatever the merged values hold."""
-    return " ".join(render(source, context, html=False).split())
+    return " ".join(render(source, context, html=False, field_name="subject").split())
 
 
 def safe_html(markup: str) -> Markup:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from mailer.settings.models import HeaderText
 from mailer.templating.engine import safe_html
@@ -19,6 +19,21 @@ WorkOrderStatus = Literal["scheduled", "en_route", "in_progress", "completed", "
 ConfirmationStatus = Literal["none", "confirmation_sent", "confirmed"]
 ContactMethod = Literal["email", "text", "none"]
 WorkOrderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # of an appointment, as the business application sends it
+
+
+def _in_service_years(value: datetime) -> datetime:
+    # Far-off years are typing slips, and year 1 or 9999 cannot be moved to every time zone.
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value
+
+
+AppointmentTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_service_years),
+    Field(description=f"With its UTC offset; in the years {FIRST_YEAR} to {LAST_YEAR}."),
+]
 STATUS_LABELS = {
     "scheduled": "Scheduled",
     "en_route": "En route",
@@ -53,8 +68,8 @@ class WorkOrderInput(BaseModel):
     number: Annotated[HeaderText, Field(min_length=1, max_length=64)]
     status: WorkOrderStatus = "scheduled"
     confirmation_status: ConfirmationStatus = "none"
-    scheduled_start: AwareDatetime
-    scheduled_end: AwareDatetime | None = None
+    scheduled_start: AppointmentTime
+    scheduled_end: AppointmentTime | None = None
     parent_id: WorkOrderId | None = None
     customer: Customer
     technician: Technician | None = None
@@ -65,8 +80,14 @@ class WorkOrderInput(BaseModel):
 class WorkOrder(WorkOrderInput):
     model_config = ConfigDict(extra="ignore")
 
+    # As stored: a work order synced before the years were checked is still read.
+    scheduled_start: AwareDatetime
+    scheduled_end: AwareDatetime | None = None
     id: WorkOrderId
     updated_at: str | None = None
+    # Written by the store: 1 for the first write, one more for every write after it. A status change
+    # writes only if the version it read is still the stored one. Stored before versions: 0.
+    version: Annotated[int, Field(ge=0, description="Counts the writes of the work order.")] = 0
 
 
 class StatusChange(BaseModel):
@@ -128,9 +149,17 @@ def _time(value: datetime) -> str:
     return value.strftime("%I:%M %p").lstrip("0")
 
 
+def _local(value: datetime, zone: ZoneInfo) -> datetime:
+    """The time in the company's zone; as sent when that is outside the calendar (year 1 or 9999)."""
+    try:
+        return value.astimezone(zone)
+    except OverflowError:
+        return value
+
+
 def work_order_context(work_order: WorkOrder, zone: ZoneInfo, *, photo: bool) -> dict[str, Any]:
-    start = work_order.scheduled_start.astimezone(zone)
-    end = work_order.scheduled_end.astimezone(zone) if work_order.scheduled_end else None
+    start = _local(work_order.scheduled_start, zone)
+    end = _local(work_order.scheduled_end, zone) if work_order.scheduled_end else None
     customer = work_order.customer
     technician = work_order.technician or Technician()
     photo_html = PHOTO_HTML if photo else ""

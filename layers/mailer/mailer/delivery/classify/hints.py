@@ -37,6 +37,7 @@ class Hint(StrEnum):
     MESSAGE_REJECTED = "message_rejected"
     THROTTLED = "throttled"
     PROTOCOL = "protocol"
+    NOT_SMTP = "not_smtp"
     UNKNOWN = "unknown"
     SES_MESSAGE_REJECTED = "ses_message_rejected"
     SES_IDENTITY_NOT_VERIFIED = "ses_identity_not_verified"
@@ -94,6 +95,8 @@ HINTS: dict[Hint, str] = {
     "The server's answer above says why.",
     Hint.THROTTLED: "The server asked to try later (rate or quota limit, or a temporary problem). "
     "Automated mail is retried; if it keeps happening, check the account's sending limits.",
+    Hint.NOT_SMTP: "What answers at {where} is not a mail server: it did not greet in SMTP. Check the "
+    "server name and port of your provider's outgoing mail server.",
     Hint.PROTOCOL: "The server answered {code} during {stage}: {message}",
     Hint.UNKNOWN: "Sending failed during {stage}: {error_type}. Check the settings and try again.",
     # --- Amazon SES ----------------------------------------------------------------------------------

@@ -221,6 +221,16 @@ SMTP_RULES: tuple[Rule, ...] = (
         unless=smtplib.SMTPException,
     ),
     # --- SMTP replies ------------------------------------------------------------------------------
+    # Not a mail server at all (an SSH or HTTP banner): its words are not shown, so the test-send
+    # cannot be used to read other services' banners.
+    Rule(
+        smtplib.SMTPResponseException,
+        Category.PROTOCOL,
+        Hint.NOT_SMTP,
+        stage="connect",
+        codes=(-1,),
+        quote=False,
+    ),
     # A refused sign-in is auth_failed whatever its code, so it comes before the throttling rows.
     Rule(smtplib.SMTPAuthenticationError, Category.AUTH_FAILED, Hint.AUTH_FAILED, stage="auth"),
     Rule(_MAIL_OR_DATA, Category.MESSAGE_TOO_LARGE, Hint.MESSAGE_TOO_LARGE, codes=(552,)),

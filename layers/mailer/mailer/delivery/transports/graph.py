@@ -1,14 +1,19 @@
 """Microsoft Graph transport: the MIME message, base64, to /me/sendMail (filed in Sent Items).
 
-Graph takes at most 4 MB in one request, base64 included (about 3 MB of message). Larger messages
-need a draft and an upload session per attachment, and creating a draft needs the Mail.ReadWrite
-permission, which this app does not ask for (it asks for Mail.Send and User.Read only): such a
-message is refused before sending, with a hint to use the SMTP connection, which takes 35 MB.
+Graph takes at most 4 MB in one request, base64 included (about 3 MB of message). A larger
+message goes as Graph documents for large attachments:
+1. a draft made from the MIME without its large attachments (`POST /me/messages`);
+2. an upload session for each of them (`createUploadSession`), filled in chunks;
+3. `POST /me/messages/{id}/send`.
+Drafts need the Mail.ReadWrite permission, which the connection asks for for this reason.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+from copy import deepcopy
+from email.message import EmailMessage, Message
 
 from mailer.delivery import http
 from mailer.delivery.failures import DeliveryFailed, Failure
@@ -17,6 +22,8 @@ from mailer.delivery.transports.base import AccessTokens
 from mailer.delivery.transports.http_api import HttpApiTransport, mime_with_bcc, retry_after
 
 SEND_MAIL_LIMIT = 4 * 1024 * 1024  # bytes of request body Graph takes in one call
+UPLOAD_SESSION_MIN = 3 * 1024 * 1024  # Graph wants an upload session for attachments this large
+CHUNK = 10 * 320 * 1024  # upload chunks: a multiple of 320 KiB, under 4 MB
 
 
 def too_large_for_graph(size: int) -> Failure:
@@ -30,6 +37,27 @@ def too_large_for_graph(size: int) -> Failure:
     )
 
 
+def split_large_attachments(message: OutgoingMessage) -> tuple[bytes, list[EmailMessage]]:
+    """The MIME (with its Bcc header) without the attachments that need an upload session, and those."""
+    copy = deepcopy(message.message)
+    large: list[EmailMessage] = []
+    if copy.is_multipart():
+        parts = copy.get_payload()
+        assert isinstance(parts, list)
+        kept: list[Message | str] = []
+        for part in parts:
+            assert isinstance(part, EmailMessage)
+            payload = part.get_payload(decode=True)
+            size = len(payload) if isinstance(payload, bytes) else 0
+            if part.get_content_disposition() == "attachment" and size >= UPLOAD_SESSION_MIN:
+                large.append(part)
+            else:
+                kept.append(part)
+        copy.set_payload(kept)
+    draft = OutgoingMessage(message=copy, envelope_from=message.envelope_from, recipients=message.recipients)
+    return mime_with_bcc(draft), large
+
+
 class GraphTransport(HttpApiTransport):
     def __init__(
         self, tokens: AccessTokens, graph_url: str, *, timeout: float, extra_ca_bundle: str | None
@@ -39,9 +67,63 @@ class GraphTransport(HttpApiTransport):
 
     def post(self, message: OutgoingMessage, token: str) -> http.HttpReply:
         body = base64.b64encode(mime_with_bcc(message))
+        if len(body) <= SEND_MAIL_LIMIT:
+            return self.request("POST", f"{self.base}/sendMail", token, body, "text/plain")
+        return self._send_as_draft(message, token)
+
+    def _send_as_draft(self, message: OutgoingMessage, token: str) -> http.HttpReply:
+        draft_mime, large = split_large_attachments(message)
+        body = base64.b64encode(draft_mime)
         if len(body) > SEND_MAIL_LIMIT:
             raise DeliveryFailed(too_large_for_graph(len(body)))
-        return self.request("POST", f"{self.base}/sendMail", token, body, "text/plain")
+        draft = self.request("POST", f"{self.base}/messages", token, body, "text/plain")
+        draft_id = (draft.json() or {}).get("id") if draft.status == 201 else None
+        if not draft_id:
+            return draft
+        for attachment in large:
+            failed = self._upload(draft_id, attachment, token)
+            if failed is not None:
+                return failed
+        return self.request("POST", f"{self.base}/messages/{draft_id}/send", token, b"", "application/json")
+
+    def _upload(self, draft_id: str, part: EmailMessage, token: str) -> http.HttpReply | None:
+        """One attachment through an upload session; the failing answer, or None."""
+        content = part.get_content()
+        data = content if isinstance(content, bytes) else str(content).encode()
+        item = {
+            "attachmentType": "file",
+            "name": part.get_filename() or "attachment",
+            "size": len(data),
+            "contentType": part.get_content_type(),
+        }
+        session = self.request(
+            "POST",
+            f"{self.base}/messages/{draft_id}/attachments/createUploadSession",
+            token,
+            json.dumps({"AttachmentItem": item}).encode(),
+            "application/json",
+        )
+        upload_url = (session.json() or {}).get("uploadUrl") if session.status == 201 else None
+        if not upload_url:
+            return session
+        for start in range(0, len(data), CHUNK):
+            chunk = data[start : start + CHUNK]
+            headers = {
+                "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(data)}",
+                "Content-Type": "application/octet-stream",
+            }
+            # The upload URL carries its own authorisation: no bearer token goes with it.
+            reply = http.request(
+                "PUT",
+                upload_url,
+                body=chunk,
+                headers=headers,
+                timeout=self._left(),
+                extra_ca_bundle=self.extra_ca_bundle,
+            )
+            if reply.status >= 300:
+                return reply
+        return None
 
     def classify(self, reply: http.HttpReply, message: OutgoingMessage) -> Failure:
         error = (reply.json() or {}).get("error") or {}

@@ -3,6 +3,8 @@ with its BCC header (the APIs read recipients from the message), and failures cl
 
 from __future__ import annotations
 
+import time
+
 from mailer.delivery import http
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage
@@ -50,6 +52,7 @@ class HttpApiTransport(TransportBase):
     def __init__(self, tokens: AccessTokens, *, timeout: float, extra_ca_bundle: str | None) -> None:
         self.tokens = tokens
         self.timeout = timeout
+        self.deadline: float | None = None  # time.monotonic() by which a send must be over
         self.extra_ca_bundle = extra_ca_bundle
 
     def open(self) -> None:
@@ -78,9 +81,17 @@ class HttpApiTransport(TransportBase):
             url,
             body=body,
             headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-            timeout=self.timeout,
+            timeout=self._left(),
             extra_ca_bundle=self.extra_ca_bundle,
         )
+
+    def _left(self) -> float:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise http.HttpError("timeout", "the send's deadline passed")
+        return min(self.timeout, left)
 
     def post(self, message: OutgoingMessage, token: str) -> http.HttpReply:
         raise NotImplementedError

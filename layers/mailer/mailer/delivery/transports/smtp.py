@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,15 +20,42 @@ from mailer.delivery.classify import (
     starttls_unavailable,
 )
 from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.guard import AddressGuard, AddressNotAllowed, HostNotFound
 from mailer.delivery.message import OutgoingMessage
+from mailer.delivery.scrub import address_not_allowed, scrub
 from mailer.delivery.tls import client_context
 from mailer.delivery.transports.base import AccessTokens, Delivery, TransportBase
 
 
 class _StagedSMTP(smtplib.SMTP):
-    """Remembers whether sendmail is in the envelope (MAIL, RCPT) or the data, for the report."""
+    """Remembers whether sendmail is in the envelope (MAIL, RCPT) or the data, for the report, and
+    connects to the address the guard checked (`pinned`), while TLS checks the host name."""
 
     stage = "envelope"
+    pinned: str | None = None
+    deadline: float | None = None  # time.monotonic() by which the whole conversation must be over
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return super()._get_socket(self.pinned or host, port, self._left(timeout))  # type: ignore[misc]  # private in typeshed
+
+    def _left(self, step: float) -> float:
+        """Each step waits at most its own timeout, and never past the deadline."""
+        if self.deadline is None:
+            return step
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the send's deadline passed")
+        return min(step, left)
+
+    def send(self, s: Buffer | str) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(self._left(self.timeout))
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.sock is not None:
+            self.sock.settimeout(self._left(self.timeout))
+        return super().getreply()
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         self.stage = "envelope"
@@ -59,10 +88,15 @@ class SmtpTransport(TransportBase):
         extra_ca_bundle: str | None = None,
         from_email: str | None = None,
         oauth: AccessTokens | None = None,
+        guard: AddressGuard | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.server = server
         self._password = password
         self.oauth = oauth  # sign in with AUTH XOAUTH2 and this account's access tokens
+        self.guard = guard or AddressGuard()  # internal addresses refused unless admitted
+        self.deadline = deadline  # time.monotonic() by which a send must be over (None: per step only)
+        self._secrets: list[str] = [password] if password else []  # never echoed back (scrub)
         self.timeout = timeout
         self.extra_ca_bundle = extra_ca_bundle
         self.context = ServerContext(
@@ -84,11 +118,7 @@ class SmtpTransport(TransportBase):
         conn: _StagedSMTP | None = None
         try:
             tls = client_context(self.extra_ca_bundle)
-            # The host goes to the constructor: it is what TLS checks the certificate against.
-            if self.server.security == "ssl":
-                conn = _StagedSMTP_SSL(self.server.host, self.server.port, timeout=self.timeout, context=tls)
-            else:
-                conn = _StagedSMTP(self.server.host, self.server.port, timeout=self.timeout)
+            conn = self._connect(tls)
             # A message is several writes (TLS records); with Nagle's algorithm the last one waits for
             # the server's delayed ACK (40 ms on Linux) whenever the connection sat idle between sends.
             assert conn.sock is not None  # the constructor connected
@@ -111,8 +141,33 @@ class SmtpTransport(TransportBase):
             raise
         except Exception as exc:
             _quietly_close(conn)
-            raise DeliveryFailed(classify_smtp_error(exc, stage, self.context)) from exc
+            raise DeliveryFailed(self._classified(exc, stage)) from exc
         self._conn = conn
+
+    def _connect(self, tls: ssl.SSLContext) -> _StagedSMTP:
+        """Connect to an address the guard checked; the host name stays what TLS verifies."""
+        try:
+            address = self.guard.resolve(self.server.host, self.server.port)
+        except AddressNotAllowed as exc:
+            raise DeliveryFailed(address_not_allowed(self.server.host, exc.address)) from None
+        except HostNotFound:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        conn: _StagedSMTP
+        if self.server.security == "ssl":
+            conn = _StagedSMTP_SSL(timeout=self.timeout, context=tls)
+        else:
+            conn = _StagedSMTP(timeout=self.timeout)
+        conn.pinned = address
+        conn.deadline = self.deadline
+        conn._host = self.server.host  # type: ignore[attr-defined]  # what starttls and SSL check
+        code, greeting = conn.connect(self.server.host, self.server.port)
+        if code != 220:  # what smtplib's constructor does when it connects itself
+            conn.close()
+            raise smtplib.SMTPConnectError(code, greeting)
+        return conn
+
+    def _classified(self, exc: BaseException, stage: str) -> Failure:
+        return scrub(classify_smtp_error(exc, stage, self.context), self._secrets, self.server.username)
 
     def _sign_in(self, conn: _StagedSMTP) -> None:
         assert self.server.username
@@ -122,12 +177,19 @@ class SmtpTransport(TransportBase):
         if "XOAUTH2" not in conn.esmtp_features.get("auth", "").upper().split():
             raise smtplib.SMTPNotSupportedError("AUTH XOAUTH2 not offered")
         try:
-            _xoauth2(conn, self.server.username, self.oauth.access_token())
+            _xoauth2(conn, self.server.username, self._token(refresh=False))
         except smtplib.SMTPAuthenticationError:  # an access token may be refused early: renew once
             try:
-                _xoauth2(conn, self.server.username, self.oauth.access_token(refresh=True))
+                _xoauth2(conn, self.server.username, self._token(refresh=True))
             except smtplib.SMTPAuthenticationError as exc:
-                raise DeliveryFailed(xoauth2_refused(exc, self.context)) from None
+                failure = xoauth2_refused(exc, self.context)
+                raise DeliveryFailed(scrub(failure, self._secrets, self.server.username)) from None
+
+    def _token(self, *, refresh: bool) -> str:
+        assert self.oauth is not None
+        token = self.oauth.access_token(refresh=refresh)
+        self._secrets.append(token)
+        return token
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -147,7 +209,7 @@ class SmtpTransport(TransportBase):
         try:
             refused = self._conn.sendmail(message.envelope_from, list(message.recipients), message.as_bytes())
         except Exception as exc:
-            failure = classify_smtp_error(exc, getattr(self._conn, "stage", "data"), self.context)
+            failure = self._classified(exc, getattr(self._conn, "stage", "data"))
             if failure.category in ("connection_lost", "timeout"):
                 self._drop()
             raise DeliveryFailed(failure) from exc

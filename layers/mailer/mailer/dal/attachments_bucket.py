@@ -111,14 +111,11 @@ class AttachmentStore:
     def read(self, upload: StoredUpload) -> tuple[bytes, str] | None:
         """The file (the version `upload` describes) and the content type it was uploaded with; None when
         it has expired."""
-        version = {"VersionId": upload.version_id} if upload.version_id else {}
+        response = self._fetch("get_object", upload.key, upload.version_id)
+        if response is None:
+            return None
         try:
-            response = self._s3.get_object(Bucket=self.bucket, Key=upload.key, **version)
             return response["Body"].read(), response.get("ContentType") or "application/octet-stream"
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in _GONE:
-                return None
-            raise ServiceUnavailable("The attachment store could not be read; try again.") from None
         except BotoCoreError:
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
 
@@ -131,16 +128,20 @@ class AttachmentStore:
             raise ServiceUnavailable("The attachment could not be deleted; try again.") from None
 
     def _head(self, key: str, version_id: str | None) -> dict[str, Any] | None:
+        return self._fetch("head_object", key, version_id)
+
+    def _fetch(self, operation: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+        """GetObject or HeadObject of one version (the current one without `version_id`); None when gone."""
         version = {"VersionId": version_id} if version_id else {}
         try:
-            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=key, **version)
+            answer: dict[str, Any] = getattr(self._s3, operation)(Bucket=self.bucket, Key=key, **version)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in _GONE:
                 return None
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
         except BotoCoreError:
             raise ServiceUnavailable("The attachment store could not be read; try again.") from None
-        return head
+        return answer
 
 
 def _declared_size(metadata: dict[str, str]) -> int | None:

@@ -95,14 +95,7 @@ class WorkOrderStore:
         self, tenant_id: str, work_order: WorkOrder, expected_version: int
     ) -> WorkOrder | None:
         version = expected_version + 1
-        item: dict[str, Any] = _key(tenant_id, work_order.id) | {
-            "work_order": _stored(work_order),
-            VERSION: version,
-        }
-        start_date = reminder_start_date(work_order)
-        if start_date:
-            item["gsi1pk"] = keys.reminder_index_pk(tenant_id, start_date)
-            item["gsi1sk"] = work_order.id
+        item = stored_item(tenant_id, work_order, version)
         if expected_version:
             condition: dict[str, Any] = {
                 "ConditionExpression": "#v = :expected",
@@ -137,3 +130,16 @@ class WorkOrderStore:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def stored_item(tenant_id: str, work_order: WorkOrder, version: int) -> dict[str, Any]:
+    """The item of a work order at `version`, with its place in the reminder index."""
+    item: dict[str, Any] = _key(tenant_id, work_order.id) | {
+        "work_order": _stored(work_order),
+        VERSION: version,
+    }
+    start_date = reminder_start_date(work_order)
+    if start_date:
+        item["gsi1pk"] = keys.reminder_index_pk(tenant_id, start_date)
+        item["gsi1sk"] = work_order.id
+    return item

@@ -162,7 +162,7 @@ def test_loopback_is_refused_unless_its_network_is_admitted(
     api, template, trust_local_ca, smtp_server, monkeypatch
 ):
     server = smtp_server("starttls", users={ACCOUNT: PASSWORD})
-    monkeypatch.setenv("MAILER_ALLOWED_NETWORKS", "10.0.0.0/8")  # loopback no longer admitted
+    monkeypatch.setenv("MAILER_ALLOWED_NETWORKS", "127.0.0.8/32")  # 127.0.0.1 no longer admitted
     cold_start(template)
     body = smtp_settings(ACCOUNT, PASSWORD, port=server.port) | {"to": "a@acme.example"}
 

@@ -3,7 +3,7 @@
 Numeric forms (dotted, decimal, octal, `0`, IPv6, IPv4-mapped) are parsed here as the system
 resolver parses them, without a lookup. `localhost` is loopback. The provider presets' host names
 answer a public address, so settings naming them save without a warning; they are never connected
-to (no test sends to a preset host). `*.internal.test` answers a private address, as a name that
+to (no test sends to a preset host). `*.internal.test` answers an internal (loopback) address, as a name that
 points inside a network would. Every other name does not resolve.
 """
 
@@ -16,7 +16,7 @@ from mailer.delivery.guard import HostNotFound
 from mailer.delivery.providers import PROVIDERS
 
 PUBLIC = "52.96.0.10"  # stands for any public mail server; no test opens a connection to it
-PRIVATE = "10.20.30.40"  # what *.internal.test answers; never connected to either
+PRIVATE = "127.0.0.3"  # what *.internal.test answers: inside (loopback, not admitted), never connected to
 PRESET_HOSTS = {p.host for p in PROVIDERS.values()}
 
 

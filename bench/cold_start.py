@@ -40,7 +40,12 @@ from bench.common import (
 from bench.smtp_sink import SinkServer
 
 LAYER = ROOT / "layers" / "mailer"
-LOOPBACK = "127.0.0.1/32,::1/128"  # the sink listens on loopback, which the address guard admits when told
+LOOPBACK = "127.0.0.1/32,::1/128"
+OAUTH_APP = {
+    "OAUTH_MICROSOFT_CLIENT_ID": "bench-client",
+    "OAUTH_MICROSOFT_CLIENT_SECRET": "bench-client-secret",
+    "OAUTH_REDIRECT_URL": "http://127.0.0.1:3000/oauth/callback",
+}  # the sink listens on loopback, which the address guard admits when told
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 PDF_SIZE = 10 * 1024 * 1024
 
@@ -122,6 +127,7 @@ def base_environment() -> dict[str, str]:
 
 def function_env(template: Any, logical: str, *, traced: bool) -> dict[str, str]:
     env = base_environment() | template.function_environment(logical) | {"MAILER_ALLOWED_NETWORKS": LOOPBACK}
+    env |= OAUTH_APP  # an app registration, so the OAuth start can be invoked (it calls no provider)
     path, _ = template.handler_path(logical)
     if traced:  # what Lambda sets; Powertools then keeps tracing on and X-Ray patches botocore
         env.update(
@@ -227,6 +233,7 @@ def prepare_invocations(
 
     from bench.common import company_settings, function_environment
     from mailer.config import MailerConfig
+    from mailer.dal.attachments_bucket import DECLARED_SIZE
     from mailer.ids import new_id
     from mailer.services import Services
 
@@ -246,6 +253,7 @@ def prepare_invocations(
         Key=f"{tenant}/{upload_id}/INV-1001.pdf",
         Body=pdf_bytes(PDF_SIZE),
         ContentType="application/pdf",
+        Metadata={DECLARED_SIZE: str(PDF_SIZE)},  # as the signed upload records it
     )
     invoice = {
         "type": "invoice",
@@ -301,6 +309,13 @@ def prepare_invocations(
             "/work-orders/{work_order_id}",
             work_order,
             work_order_id="WO-90000",
+        ),
+        "OAuthFunction": _api_event(
+            "POST",
+            "/oauth/microsoft/start",
+            "/oauth/{provider}/start",
+            {"profile": "company", "transport": "api"},
+            provider="microsoft",
         ),
         "ReminderPlannerFunction": {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
         "EmailWorkerFunction": {"Records": records},

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
-from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
+if TYPE_CHECKING:
+    from oauthlib.oauth2 import WebApplicationClient
 
 from mailer.config import OAuthConfig
 from mailer.dal.secret_store import SecretStore
@@ -99,7 +99,7 @@ class OAuthProvider:
         verifier: str,
         login_hint: str | None,
     ) -> str:
-        client = WebApplicationClient(self.client_id)
+        client = _client(self.client_id)
         extra: dict[str, str] = {"login_hint": login_hint} if login_hint else {}
         if self.name == "google":
             extra |= {"access_type": "offline", "prompt": "consent"}  # so that a refresh token is issued
@@ -116,7 +116,7 @@ class OAuthProvider:
         return urlunsplit(urlsplit(url)._replace(scheme=scheme))
 
     def exchange_code(self, code: str, redirect_uri: str, verifier: str) -> Tokens:
-        body = WebApplicationClient(self.client_id).prepare_request_body(
+        body = _client(self.client_id).prepare_request_body(
             code=code,
             redirect_uri=redirect_uri,
             code_verifier=verifier,
@@ -126,7 +126,7 @@ class OAuthProvider:
         return self._token_request(body)
 
     def refresh(self, refresh_token: str) -> Tokens:
-        body = WebApplicationClient(self.client_id).prepare_refresh_body(
+        body = _client(self.client_id).prepare_refresh_body(
             refresh_token=refresh_token, client_id=self.client_id, client_secret=self.client_secret
         )
         return self._token_request(body)
@@ -161,11 +161,13 @@ class OAuthProvider:
             raise OAuthFailure("unavailable", f"the token endpoint did not answer ({exc.kind})") from None
         if reply.status >= 500 or reply.status == 429:
             raise OAuthFailure("unavailable", f"the token endpoint answered {reply.status}")
+        from oauthlib.oauth2.rfc6749 import errors
+
         try:
-            token = WebApplicationClient(self.client_id).parse_request_body_response(reply.body.decode())
-        except InvalidGrantError as exc:
+            token = _client(self.client_id).parse_request_body_response(reply.body.decode())
+        except errors.InvalidGrantError as exc:
             raise OAuthFailure("revoked", exc.description or "invalid_grant") from None
-        except OAuth2Error as exc:
+        except errors.OAuth2Error as exc:
             raise OAuthFailure("client", f"{exc.error}: {exc.description or ''}".strip()) from None
         except (ValueError, UnicodeDecodeError):
             raise OAuthFailure(
@@ -179,6 +181,13 @@ class OAuthProvider:
             scopes=tuple(scope.split() if isinstance(scope, str) else scope),
             id_token=token.get("id_token"),
         )
+
+
+def _client(client_id: str) -> WebApplicationClient:
+    """oauthlib is imported when a token is first needed, not at every function's cold start."""
+    from oauthlib.oauth2 import WebApplicationClient
+
+    return WebApplicationClient(client_id)
 
 
 def _as_https(url: str) -> tuple[str, str]:

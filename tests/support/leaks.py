@@ -40,7 +40,7 @@ def no_leaks() -> Iterator[list[str]]:
 
     Yields the list of ResourceWarnings (filled on exit) so a caller can show them.
     """
-    baseline = threading.active_count()
+    before = set(threading.enumerate())
     unclosed: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -52,4 +52,9 @@ def no_leaks() -> Iterator[list[str]]:
         if issubclass(w.category, ResourceWarning) and "socket" in str(w.message).lower()
     ]
     assert unclosed == [], unclosed
-    assert settle(threading.active_count, baseline) == baseline, threading.enumerate()
+
+    def started_here() -> int:
+        """Threads the block started that still run (one that ended meanwhile does not hide one)."""
+        return len(set(threading.enumerate()) - before)
+
+    assert settle(started_here, 0) == 0, sorted(map(str, set(threading.enumerate()) - before))

@@ -318,6 +318,7 @@ def prepare_invocations(
             provider="microsoft",
         ),
         "ReminderPlannerFunction": {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
+        "ClaimSweepFunction": {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
         "EmailWorkerFunction": {"Records": records},
     }
     missing = set(template.functions()) - set(events)

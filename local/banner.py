@@ -43,11 +43,16 @@ def _where(stack: LocalStack) -> list[str]:
         if config.operator_ca_bundle
         else f"{stack.ca_bundle} (throwaway CA of this run)"
     )
+    workers = (
+        f"up to {stack.api_pool.size} worker processes, one request at a time each (LOCAL_API_WORKERS)"
+        if stack.api_pool is not None
+        else "in this process, one request at a time (LOCAL_API_WORKERS=0)"
+    )
     lines = [
         "",
         "Company mail: local stack is running (Ctrl-C to stop)",
         "",
-        f"  API            {url}",
+        f"  API            {url}  {workers}",
         f"  Docs           {url}/docs",
         f"  OpenAPI        {url}/openapi.json",
         f"  SMTP server    {HOST}:{stack.smtp_port} with STARTTLS (certificate for localhost and {HOST}),",

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from local.api_pool import HandlerRaised, InvocationFailed, PoolUnavailable, WorkerExited
 from local.events import ADMIN, HttpRequest, Identity, http_event
 from local.handlers import FunctionImportError, Functions
 from local.template import Route, Template
@@ -20,6 +21,14 @@ from local.template import Route, Template
 PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # the HTTP API payload limit
 IDENTITY_HEADERS = ("x-tenant-id", "x-user-id", "x-user-email", "x-user-groups")
+CRASHED = "The handler raised; the traceback is on the server's stderr."
+# How an invocation that brought no answer back is told, most specific first (status, title).
+INVOCATION_FAILURES: tuple[tuple[type[InvocationFailed], int, str], ...] = (
+    (HandlerRaised, 500, "Internal error"),
+    (WorkerExited, 500, "Function exited"),
+    (PoolUnavailable, 503, "Service unavailable"),
+    (InvocationFailed, 500, "Invocation failed"),
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,13 @@ def problem(status: int, title: str, detail: str) -> Reply:
         "errors": [],
     }
     return Reply(status, [("Content-Type", PROBLEM_JSON)], json.dumps(body).encode())
+
+
+def invocation_problem(exc: InvocationFailed) -> Reply:
+    for kind, status, title in INVOCATION_FAILURES:
+        if isinstance(exc, kind):
+            return problem(status, title, CRASHED if kind is HandlerRaised else f"{exc}.")
+    raise AssertionError(exc)  # InvocationFailed is the last row
 
 
 def match_route(routes: list[Route], method: str, path: str) -> RouteMatch:
@@ -167,6 +183,8 @@ class LocalApiServer(ThreadingHTTPServer):
             result = self.functions.invoke(match.route.function, event)
         except FunctionImportError as exc:
             return problem(500, "Function failed to import", str(exc))
+        except InvocationFailed as exc:
+            return invocation_problem(exc)
         return lambda_reply(result)
 
     def _event(
@@ -246,9 +264,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             )
         except Exception:  # noqa: BLE001 - the safety net that keeps the server up
             traceback.print_exc(file=sys.stderr)
-            reply = problem(
-                500, "Internal error", "The handler raised; the traceback is on the server's stderr."
-            )
+            reply = problem(500, "Internal error", CRASHED)
         self._send(reply)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch

@@ -1,8 +1,9 @@
 """Lambda's log stream on this machine: the handlers' JSON output goes to a file, not the console.
 
 In Lambda, what a function writes to stdout goes to CloudWatch Logs: Powertools Logger's JSON records
-and Metrics' EMF lines. Here every function runs in the stack's process, where that output would mix
-with the stack's own one-line summaries. `LambdaLog` puts a line router on stdout and on every
+and Metrics' EMF lines. Here the functions run in the stack's process, or in its API worker processes,
+whose stdout is written to the stack's `sys.stdout` line by line (local.api_pool). There that output
+would mix with the stack's own one-line summaries. `LambdaLog` puts a line router on stdout and on every
 Powertools log handler (a handler keeps the stream it was given when its Logger was made): each line
 that is a JSON object is appended to the log file (LAMBDA_LOG_FILE), a log record of INFO or above is
 also shown on the console as one short line, and every other line reaches the console unchanged.

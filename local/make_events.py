@@ -171,6 +171,61 @@ def samples() -> dict[str, HttpRequest]:
     }
 
 
+INVOICE_SYNC = {
+    "number": "INV-1001",
+    "status": "open",
+    "customer": {
+        "id": "C-17",
+        "name": "Dana Whitfield",
+        "email": "dana.whitfield@example.com",
+        "contact_method": "email",
+    },
+    "issue_date": "2026-11-01",
+    "due_date": "2026-12-01",
+    "total": "1250.00",
+    "amount_due": "1250.00",
+    "currency": "USD",
+    "payment_url": "https://pay.example/i/1001",
+    "pdf_upload_id": None,
+}
+INVOICE_RULE = {
+    "name": "Overdue",
+    "active": True,
+    "offset_days": 7,
+    "repeat_every_days": 7,
+    "max_sends": 4,
+    "min_amount_due": "0.01",
+    "subject": "Invoice [80] is past due",
+    "body_html": "<p>Hello {{ customer.first_name }},</p><p>{{ invoice.amount_due }} {{ invoice.currency }} "
+    "is still open on invoice {{ invoice.number }}, due {{ invoice.due_date }}.</p><p>{{ company.name }}</p>",
+    "body_text": None,
+    "attach_pdf": True,
+}
+
+
+def invoice_samples() -> dict[str, HttpRequest]:
+    invoice, rule = "/invoices/{invoice_id}", "/invoice-reminders/{rule_id}"
+    return {
+        "invoice-put": json_request(
+            "PUT", "/invoices/INV-1001", invoice, INVOICE_SYNC, invoice_id="INV-1001"
+        ),
+        "invoice-get": json_request("GET", "/invoices/INV-1001", invoice, invoice_id="INV-1001"),
+        "customer-invoices": HttpRequest(
+            method="GET",
+            path="/customers/C-17/invoices",
+            route="/customers/{customer_id}/invoices",
+            path_parameters={"customer_id": "C-17"},
+            query={"status": "open"},
+        ),
+        "invoice-rules-list": json_request("GET", "/invoice-reminders", "/invoice-reminders"),
+        "invoice-rule-get": json_request("GET", "/invoice-reminders/overdue", rule, rule_id="overdue"),
+        "invoice-rule-put": json_request(
+            "PUT", "/invoice-reminders/overdue", rule, INVOICE_RULE, rule_id="overdue"
+        ),
+        "invoice-rule-delete": json_request("DELETE", "/invoice-reminders/overdue", rule, rule_id="overdue"),
+    }
+
+
 PUBLIC = {"oauth-callback"}  # sent without the authorizer's claims, as API Gateway sends them
 
 
@@ -228,7 +283,7 @@ def other_events() -> dict[str, dict[str, Any]]:
 def main() -> None:
     written = {
         name: stable(http_event(request, None if name in PUBLIC else ADMIN))
-        for name, request in samples().items()
+        for name, request in (samples() | invoice_samples()).items()
     }
     for name, event in (written | other_events()).items():
         path = EVENTS / f"{name}.json"

@@ -9,7 +9,8 @@ handlers' JSON logs go to the Lambda log file; the console shows one line per ev
 
 The parts: local.stack_config (the environment), local.tls_files, local.seed (the demo tenant),
 local.lambda_log and local.console (what goes where), local.stack (`start_stack()`, in-process, for
-tests) and local.banner. `main()` starts the stack, prints the banner and waits for a signal.
+tests), local.api_pool (the API's worker processes) and local.banner. `main()` starts the stack,
+prints the banner and waits for a signal.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
-import warnings
 from types import FrameType
 
 from local.banner import banner
+from local.handlers import quiet_handler_warnings
 from local.seed import demo_settings
 from local.stack import LocalStack, start_stack
 from local.stack_config import StackConfig
@@ -34,8 +35,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
-    # Powertools warns when a handler adds no metric (every GET): noise on a developer's console.
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    quiet_handler_warnings()  # in the worker processes too (local.api_worker)
     try:
         config = StackConfig.from_env()
         stack = start_stack(config, out=lambda line: print(line, flush=True))

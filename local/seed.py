@@ -34,12 +34,13 @@ def demo_settings(config: StackConfig) -> dict[str, Any]:
 
 
 def seed_call(functions: Functions, template: Template, method: str, path: str, body: Any = None) -> Any:
-    """One request to the real handler as the demo admin, without HTTP; the decoded JSON answer."""
+    """One request to the real handler as the demo admin, without HTTP and in this process (the API's
+    worker processes may still be starting); the decoded JSON answer."""
     match = match_route(template.routes(), method, path)
     if match.route is None:
         raise RuntimeError(f"template.yaml has no route for {method} {path}")
     request = json_request(method, path, match.route.path, body, **match.path_parameters)
-    result = functions.invoke(match.route.function, http_event(request, ADMIN))
+    result = functions.invoke_here(match.route.function, http_event(request, ADMIN))
     if result.get("statusCode") != 200:
         raise RuntimeError(f"seeding the demo tenant failed: {method} {path} answered {result}")
     return json.loads(result.get("body") or "null")

@@ -1,4 +1,5 @@
-"""The local stack in this process: moto, the SMTP server, the handlers, the queue pollers, the API.
+"""The local stack in this process: moto, the SMTP server, the handlers, the queue pollers, the API,
+and the API's worker processes (local.api_pool).
 
 `start_stack()` starts it (tests use it directly); `LocalStack.stop()` frees every port and puts the
 environment back.
@@ -18,6 +19,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
+from local.api_pool import ApiProcessPool
 from local.console import print_message, quiet_logs
 from local.handlers import Functions, add_layers_to_path, reset_shared_clients, shared_environment
 from local.http_server import LocalApiServer
@@ -67,6 +69,7 @@ class LocalStack:
     moto: ThreadedMotoServer | None = None
     smtp: LocalSmtpServer | None = None
     api: LocalApiServer | None = None
+    api_pool: ApiProcessPool | None = None  # the processes the API's requests run in
     pollers: list[QueuePoller] = field(default_factory=list)
     functions: Functions | None = None
     tls: TlsFiles | None = None
@@ -110,6 +113,8 @@ class LocalStack:
             self._seed()
             self._start_pollers()
             self._start_api()
+            if self.api_pool is not None:
+                self.api_pool.wait_ready()  # up means the API answers at once
         except BaseException:
             self.stop()
             raise
@@ -175,7 +180,14 @@ class LocalStack:
         self.functions = Functions(self.template)
         if self.config.lambda_log is not None:
             self.lambda_log = LambdaLog(self.config.lambda_log, self.out).start()
+        if self.config.api_workers:  # its first process imports the functions meanwhile
+            self.api_pool = ApiProcessPool(
+                self.config.api_workers,
+                self.functions.api_handlers(),
+                on_import_error=self.functions.record_import_error,
+            ).start()
         self.modules = self.functions.load_all()
+        self.functions.pool = self.api_pool
         if self.lambda_log is not None:
             self.lambda_log.attach()  # the Loggers made by the imports above
 
@@ -214,6 +226,11 @@ class LocalStack:
         api, self.api = self.api, None
         if api is not None:
             api.stop()
+        api_pool, self.api_pool = self.api_pool, None
+        if self.functions is not None:
+            self.functions.pool = None
+        if api_pool is not None:
+            api_pool.stop()
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.stop()

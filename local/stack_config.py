@@ -1,4 +1,5 @@
-"""What the local stack is told by its environment: ports, folders, the SMTP account, the log file."""
+"""What the local stack is told by its environment: ports, folders, the SMTP account, the log file,
+the API's worker processes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from pathlib import Path
 from local.template import ROOT
 
 HOST = "127.0.0.1"
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or str(default)).strip()
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r} is not a number of processes")
+    return int(raw)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -31,6 +39,8 @@ class StackConfig:
     smtp_password: str = "demo-app-password"
     operator_ca_bundle: str | None = None  # MAILER_EXTRA_CA_BUNDLE given by the operator wins
     retry_seconds: int = 2  # a failed outbox record comes back after this, not the queue's 12 minutes
+    # The most processes serving the API at once (LOCAL_API_WORKERS); 0 runs it in the stack's process.
+    api_workers: int = 4
     # Where the handlers' JSON output goes (LAMBDA_LOG_FILE); None leaves it on stdout as it is.
     lambda_log: Path | None = None
 
@@ -46,6 +56,7 @@ class StackConfig:
             smtp_username=env.get("SMTP_USERNAME") or cls.smtp_username,
             smtp_password=env.get("SMTP_PASSWORD") or cls.smtp_password,
             operator_ca_bundle=env.get("MAILER_EXTRA_CA_BUNDLE") or None,
+            api_workers=_count(env, "LOCAL_API_WORKERS", cls.api_workers),
             lambda_log=Path(env.get("LAMBDA_LOG_FILE") or ROOT / "var" / "log" / "lambda.jsonl").resolve(),
         )
 

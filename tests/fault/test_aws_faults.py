@@ -137,8 +137,8 @@ def statuses(answers: dict[str, tuple[int, Any, dict[str, str]]]) -> dict[str, i
 
 
 # Routes that never touch DynamoDB: provider presets, merge fields, presigning an upload (computed
-# locally), and testing unsaved settings (the sent-log line is best effort).
-NO_DYNAMODB = {"GET /providers", "GET /merge-fields", "POST /documents/uploads", "POST /settings/test"}
+# locally). Testing unsaved settings does: the test counts against the account's sending budget.
+NO_DYNAMODB = {"GET /providers", "GET /merge-fields", "POST /documents/uploads"}
 # Routes that read or write the company password in Secrets Manager.
 SECRETS = {
     "POST /settings/company/test",

@@ -2,12 +2,15 @@
 
 Each case runs the same calls against the real store, on the template's tables, and against its
 fake, and compares every answer: the ledger's conditional claim, release and finish, a work order's
-versions and its conditional write, sort orders, paging, what a read leaves out, and the errors.
+versions and its conditional write, sort orders, paging, what a read leaves out, and the errors;
+and the outbox worker's batch methods: claims together, outcomes together, work orders read and
+marked together, sent-log entries written together.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -18,7 +21,7 @@ from pydantic import BaseModel
 
 from mailer.dal import keys
 from mailer.dal.attachments_bucket import AttachmentStore
-from mailer.dal.ledger_table import LedgerStore
+from mailer.dal.ledger_table import Claims, Finish, LedgerStore
 from mailer.dal.secret_store import SecretMissing, SecretStore
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.dal.settings_table import SettingsStore
@@ -60,6 +63,7 @@ def env(aws, function_env) -> dict[str, str]:
 
 KEY = ("acme", "reminder", "WO-1", TOMORROW.isoformat())
 OTHER = ("acme", "reminder", "WO-2", TOMORROW.isoformat())
+STALE = ("acme", "confirmation", "WO#3", "status:en_route:v2")  # a record id may hold a `#`
 
 
 def ledger_scenario(ledger: Any) -> list[Any]:
@@ -78,11 +82,60 @@ def ledger_scenario(ledger: Any) -> list[Any]:
         outcome(lambda: ledger.finish(OTHER, "failed")),  # UpdateItem writes a missing item
         outcome(lambda: ledger.state(OTHER)),
         outcome(lambda: ledger.existing([KEY, OTHER, ("other", "reminder", "WO-1", "x")])),
+        outcome(lambda: ledger.claim(STALE)),
+        outcome(lambda: ledger.stale(int(time.time()) - 3600)),  # claimed just now: not stale yet
+        outcome(lambda: ledger.stale(int(time.time()) + 60)),  # the open claim; sent and failed are not
+        outcome(lambda: ledger.mark_unknown(STALE, int(time.time()) - 3600)),  # too recent
+        outcome(lambda: ledger.mark_unknown(STALE, int(time.time()) + 60)),
+        outcome(lambda: ledger.mark_unknown(STALE, int(time.time()) + 60)),  # once
+        outcome(lambda: ledger.state(STALE)),
+        outcome(lambda: ledger.stale(int(time.time()) + 60)),  # no longer open
+        outcome(lambda: ledger.mark_unknown(KEY, int(time.time()) + 60)),  # sent stays sent
     ]
 
 
 def test_the_ledger(env):
     assert ledger_scenario(fakes.LedgerStore()) == ledger_scenario(LedgerStore(env["LEDGER_TABLE"]))
+
+
+BATCH = [("acme", "reminder", f"WO-{n}", TOMORROW.isoformat()) for n in range(4)]
+UNLOGGED = {"id": "E1", "status": "sent", "to": ["c@customer.example"], "attempts": 1, "error": None}
+
+
+def claims(found: Claims) -> list[Any]:
+    """What a worker reads from `claim_many` (the time of the claim is each store's own clock)."""
+    return [sorted(found.claimed), {key: (t.state, t.unlogged) for key, t in sorted(found.taken.items())}]
+
+
+def ledger_batch_scenario(ledger: Any) -> list[Any]:
+    now = int(time.time())
+    sent = Finish(BATCH[0], "sent", now)
+    failed = Finish(BATCH[1], "failed", now, unlogged=UNLOGGED)
+    return [
+        outcome(lambda: claims(ledger.claim_many(BATCH[:2]))),  # one transaction: both claimed
+        outcome(lambda: claims(ledger.claim_many(BATCH[::-1]))),  # cancelled: 0 and 1 taken, 2 and 3 claimed
+        outcome(lambda: claims(ledger.claim_many([BATCH[1]]))),  # one key: the conditional put
+        outcome(lambda: claims(ledger.claim_many([BATCH[2], BATCH[2]]))),  # the same key twice is one
+        outcome(lambda: ledger.finish_many([sent, failed])),
+        outcome(lambda: [ledger.state(key) for key in BATCH]),
+        outcome(lambda: claims(ledger.claim_many(BATCH[:3]))),  # finished, with the entry kept; open
+        outcome(lambda: ledger.stale(now + 60)),  # a finished claim has left the index of open claims
+        outcome(lambda: ledger.release(BATCH[2])),
+        outcome(lambda: claims(ledger.claim_many([BATCH[2], ("zeta", "thank_you", "WO-1", "s:v1")]))),
+        outcome(lambda: ledger.finish_many([Finish(BATCH[1], "failed", now)])),  # the entry written: gone
+        outcome(lambda: claims(ledger.claim_many([BATCH[1]]))),
+        outcome(lambda: ledger.finish_many([])),
+    ]
+
+
+def test_the_ledger_batch_methods(env):
+    real = LedgerStore(env["LEDGER_TABLE"])
+
+    answers = ledger_batch_scenario(fakes.LedgerStore())
+
+    assert answers == ledger_batch_scenario(real)
+    assert answers[1] == [[list(k) for k in BATCH[2:]], {k: ("sending", None) for k in BATCH[:2]}]
+    assert answers[6][1][BATCH[1]] == ("failed", UNLOGGED)
 
 
 # --- the settings table ----------------------------------------------------------------------------------
@@ -177,6 +230,29 @@ def test_the_sent_log(env):
     assert answers[8] == answers[9] == f"raises {InvalidInput.__name__}"
 
 
+def sent_log_batch_scenario(log: Any) -> list[Any]:
+    first, second = entry(0, work_order_id="WO-1"), entry(1, work_order_id="WO-2", automation="reminder")
+    many = [("acme", entry(n % 5, subject=f"Mail {n}")) for n in range(30)]  # two calls of 25
+    return [
+        outcome(lambda: log.put_many([("acme", first), ("zeta", second), ("acme", first)])),
+        outcome(lambda: log.put_many([])),
+        outcome(lambda: log.put_many([("acme", first)])),  # the same id again: still one entry
+        plain(log.list("acme")),
+        plain(log.list("zeta", work_order_id="WO-2")),
+        outcome(lambda: log.put_many(many)),
+        plain(log.list("acme")),  # the last of each id is the one kept
+    ]
+
+
+def test_the_sent_log_batch_write(env):
+    real = SentLogStore(env["SENT_LOG_TABLE"], retention_days=90)
+
+    answers = sent_log_batch_scenario(fakes.SentLogStore())
+
+    assert answers == sent_log_batch_scenario(real)
+    assert answers[0] == [] and len(answers[3][0]) == 1 and len(answers[6][0]) == 5
+
+
 # --- work orders -----------------------------------------------------------------------------------------
 
 
@@ -261,6 +337,62 @@ def test_work_order_versions_and_the_conditional_write(env, aws):
     assert answers == versions_scenario(real, unversioned_in_table)
     assert [answers[n] for n in (3, 4, 5, 9, 10, 12)] == [None] * 6
     assert [w["version"] for w in answers[-1]] == [3, 1, 1]
+
+
+def work_orders_batch_scenario(store: Any, store_unversioned: Callable[[WorkOrder], None]) -> list[Any]:
+    """Reads of a batch at once, and writes on the versions read, all or none."""
+    for tenant, number, changes in [
+        ("acme", "WO-1", {}),
+        ("acme", "WO-2", {}),
+        ("acme", "WO-2b", {"parent_id": "WO-2"}),
+        ("zeta", "WO-1", {}),
+    ]:
+        store.put(tenant, stored_work_order(number, TOMORROW, **changes))
+    store_unversioned(stored_work_order("WO-7", TOMORROW))
+    one, two, seven = (store.get("acme", n) for n in ("WO-1", "WO-2", "WO-7"))
+    other = store.get("zeta", "WO-1")
+    marked = lambda w: w.model_copy(update={"confirmation_status": "confirmation_sent"})  # noqa: E731
+    due = lambda: [w.id for w in store.due("acme", TOMORROW.isoformat())]  # noqa: E731
+    wanted = [("acme", "WO-1"), ("acme", "WO-2b"), ("zeta", "WO-1"), ("acme", "WO-404"), ("acme", "WO-7")]
+    return [
+        outcome(lambda: sorted(store.get_many(wanted).items())),
+        outcome(lambda: store.get_many([])),
+        outcome(lambda: store.put_if_versions([("acme", marked(one), 1), ("acme", marked(seven), 0)])),
+        outcome(due),  # marked: out of the reminder index
+        outcome(lambda: store.put_if_versions([("zeta", marked(other), 1), ("acme", marked(one), 1)])),
+        outcome(lambda: store.get("zeta", "WO-1")),  # WO-1 of acme had moved on: nothing written
+        outcome(lambda: store.put_if_versions([("zeta", marked(other), 1), ("acme", marked(two), 1)])),
+        outcome(lambda: store.put_if_versions([("acme", marked(seven), 0)])),  # it has a version now
+        outcome(due),
+        outcome(lambda: sorted(store.get_many(wanted).items())),
+    ]
+
+
+def test_work_orders_read_and_written_as_a_batch(env, aws):
+    real = WorkOrderStore(env["WORK_ORDERS_TABLE"])
+    fake = fakes.WorkOrderStore()
+    table = aws.resource("dynamodb").Table(env["WORK_ORDERS_TABLE"])
+
+    def unversioned_in_table(work_order: WorkOrder) -> None:
+        table.put_item(
+            Item={
+                "pk": keys.tenant_pk("acme"),
+                "sk": keys.work_order_sk(work_order.id),
+                "work_order": work_order.model_dump(mode="json", exclude={"version"}),
+                "gsi1pk": keys.reminder_index_pk("acme", TOMORROW.isoformat()),
+                "gsi1sk": work_order.id,
+            }
+        )
+
+    def unversioned_in_fake(work_order: WorkOrder) -> None:
+        fake.put("acme", work_order)
+        del fake.items[("acme", work_order.id)]["version"]
+
+    answers = work_orders_batch_scenario(fake, unversioned_in_fake)
+
+    assert answers == work_orders_batch_scenario(real, unversioned_in_table)
+    assert [answers[n] for n in (4, 7)] == [None, None]
+    assert answers[3] == ["WO-2"] and answers[8] == []
 
 
 # --- secrets ---------------------------------------------------------------------------------------------

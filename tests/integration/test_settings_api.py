@@ -266,7 +266,9 @@ def test_providers_lists_presets_with_hints(api):
     ):
         assert expected in by_id
     assert by_id["gmail"]["host"] == "smtp.gmail.com" and "app password" in by_id["gmail"]["hint"]
-    assert set(by_id["office365"]) == {"id", "name", "host", "port", "security", "hint"}
+    assert set(by_id["office365"]) == {"id", "name", "host", "port", "security", "hint", "limits"}
+    assert by_id["office365"]["limits"] == {"per_minute": 30, "per_day": 10_000, "connections": 3}
+    assert by_id["gmail"]["limits"] == {"per_minute": None, "per_day": 2_000, "connections": None}
 
 
 def test_dynamodb_outage_is_503_not_500(api, aws, monkeypatch):

@@ -17,6 +17,13 @@ given), `when=` narrows it to the calls whose arguments (positional, as the meth
 satisfy it, and `store.heal()` takes every fault back. A real
 store turns each AWS error into ServiceUnavailable, so that is what a fake raises by default. The
 outbox queue, which never raises for a refused batch, answers a fault by refusing the messages.
+
+Batch methods: a batch read or write goes item by item through the single-item method (`get_many`
+through `get`, the sent log's `put_many` through `put`), so a fault or an override of that method
+meets the batch's items as it would single calls. A batch write never raises, as the real one: a
+faulted item comes back unwritten, as DynamoDB's unprocessed items; a fault on the batch method
+itself (`when=` gets one item's arguments) refuses the items it selects. A transaction
+(`claim_many` of several keys, `put_if_versions`) is all or none, as DynamoDB's.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pydantic import BaseModel
 from mailer.dal import keys
 from mailer.dal.attachments_bucket import PresignedUpload, StoredUpload
 from mailer.dal.keys import tenant_pk
-from mailer.dal.ledger_table import LEDGER_DAYS, LedgerKey
+from mailer.dal.ledger_table import LEDGER_DAYS, TRANSACTION_ITEMS, Claims, Finish, LedgerKey, Taken
 from mailer.dal.secret_store import SecretMissing
 from mailer.dal.sent_log_table import decode_cursor, encode_cursor
 from mailer.errors import ServiceUnavailable
@@ -218,6 +225,18 @@ class SentLogStore(Faults):
             item["request"] = copy.deepcopy(request)
         self.items[(tenant_id, entry.id)] = item
 
+    def put_many(self, entries: Sequence[tuple[str, SentLogEntry]]) -> list[tuple[str, SentLogEntry]]:
+        left: list[tuple[str, SentLogEntry]] = []
+        for tenant_id, entry in dict(((t, e.id), (t, e)) for t, e in entries).values():
+            if self._faulted("put_many", tenant_id, entry) is not None:
+                left.append((tenant_id, entry))
+                continue
+            try:
+                self.put(tenant_id, entry)
+            except Exception:  # noqa: BLE001 - a faulted put is an unprocessed item, never an error
+                left.append((tenant_id, entry))
+        return left
+
     def get(self, tenant_id: str, entry_id: str) -> SentLogEntry | None:
         self._call("get", tenant_id, entry_id)
         found = self.get_with_request(tenant_id, entry_id)
@@ -315,12 +334,32 @@ class WorkOrderStore(Faults):
         self, tenant_id: str, work_order: WorkOrder, *, expected_version: int | None = None
     ) -> WorkOrder | None:
         self._call("put", tenant_id, work_order, expected_version)
+        if expected_version is not None and not self._at_version(tenant_id, work_order.id, expected_version):
+            return None
+        return self._write(tenant_id, work_order)
+
+    def get_many(self, ids: Iterable[tuple[str, str]]) -> dict[tuple[str, str], WorkOrder]:
+        wanted = set(ids)
+        self._call("get_many", wanted)
+        found = {key: self.get(*key) for key in sorted(wanted)}
+        return {key: work_order for key, work_order in found.items() if work_order is not None}
+
+    def put_if_versions(self, writes: Sequence[tuple[str, WorkOrder, int]]) -> list[WorkOrder] | None:
+        self._call("put_if_versions", writes)
+        if len(writes) > TRANSACTION_ITEMS:
+            raise ValueError(f"at most {TRANSACTION_ITEMS} work orders at once")
+        if not all(self._at_version(t, w.id, expected) for t, w, expected in writes):
+            return None
+        return [self._write(t, w) for t, w, _ in writes]
+
+    def _at_version(self, tenant_id: str, work_order_id: str, expected_version: int) -> bool:
+        stored = self.items.get((tenant_id, work_order_id))
+        return stored is not None and int(stored.get("version", 0)) == expected_version
+
+    def _write(self, tenant_id: str, work_order: WorkOrder) -> WorkOrder:
         key = (tenant_id, work_order.id)
         stored = self.items.get(key)
-        stored_version = int(stored.get("version", 0)) if stored is not None else None
-        if expected_version is not None and (stored_version is None or stored_version != expected_version):
-            return None
-        version = (stored_version or 0) + 1
+        version = (int(stored.get("version", 0)) if stored is not None else 0) + 1
         self.items[key] = work_order.model_dump(mode="json") | {"version": version}
         start_date = reminder_start_date(work_order)
         if start_date:
@@ -346,7 +385,9 @@ class LedgerStore(Faults):
     """One item per (tenant, automation, work order, occurrence): sending -> sent | failed.
 
     claim: only when no item exists. release: only from `sending` (else nothing happens). finish:
-    unconditional, as the real UpdateItem (which creates the item when it is missing).
+    unconditional, as the real UpdateItem (which creates the item when it is missing). claim_many:
+    one key is `claim`; several are one transaction that claims those not held. finish_many: each
+    item overwritten whole, as the real BatchWriteItem's puts.
     """
 
     def __init__(self, table_name: str = "ledger", *, clock: Callable[[], float] = time.time) -> None:
@@ -372,6 +413,42 @@ class LedgerStore(Faults):
         self._call("finish", key, state)
         self.items.setdefault(key, {})["state"] = state
 
+    def mark_unknown(self, key: LedgerKey, claimed_before: int) -> bool:
+        self._call("mark_unknown", key, claimed_before)
+        item = self.items.get(key)
+        if (
+            not item
+            or item.get("state") != "sending"
+            or item.get("claimed_at", claimed_before) >= claimed_before
+        ):
+            return False
+        item["state"] = "unknown"
+        return True
+
+    def stale(self, claimed_before: int, limit: int = 500) -> list[LedgerKey]:
+        self._call("stale", claimed_before, limit)
+        return [key for key, _ in self._open_claims(claimed_before, limit)]
+
+    def stale_claims(self, claimed_before: int, limit: int = 500) -> list[tuple[LedgerKey, int]]:
+        self._call("stale_claims", claimed_before, limit)
+        return self._open_claims(claimed_before, limit)
+
+    def _open_claims(self, claimed_before: int, limit: int) -> list[tuple[LedgerKey, int]]:
+        open_claims = [
+            (int(item["claimed_at"]), key)
+            for key, item in self.items.items()
+            if item.get("state") == "sending" and item.get("claimed_at", claimed_before) < claimed_before
+        ]
+        return [(key, claimed_at) for claimed_at, key in sorted(open_claims)[:limit]]
+
+    def count_sent(self, tenant_id: str, automation: str, record_id: str) -> int:
+        self._call("count_sent", tenant_id, automation, record_id)
+        return sum(
+            1
+            for (t, a, r, _), item in self.items.items()
+            if (t, a, r) == (tenant_id, automation, record_id) and item.get("state") == "sent"
+        )
+
     def state(self, key: LedgerKey) -> str | None:
         self._call("state", key)
         item = self.items.get(key)
@@ -381,6 +458,48 @@ class LedgerStore(Faults):
         wanted = set(keys)
         self._call("existing", wanted)
         return {key for key in wanted if key in self.items}
+
+    def claim_many(self, keys: Sequence[LedgerKey]) -> Claims:
+        pending = list(dict.fromkeys(keys))
+        if len(pending) > TRANSACTION_ITEMS:
+            raise ValueError(f"at most {TRANSACTION_ITEMS} claims at once")
+        if len(pending) == 1:
+            [key] = pending
+            if self.claim(key):
+                return Claims(claimed=[key], taken={}, claimed_at=self.items[key]["claimed_at"])
+            return Claims(claimed=[], taken={key: self._taken(key)}, claimed_at=int(self.clock()))
+        self._call("claim_many", pending)
+        now = int(self.clock())
+        taken = {key: self._taken(key) for key in pending if key in self.items}
+        claimed = [key for key in pending if key not in taken]
+        for key in claimed:
+            self.items[key] = {"state": "sending", "claimed_at": now, "expires_at": now + LEDGER_DAYS * 86400}
+        return Claims(claimed=claimed, taken=taken, claimed_at=now)
+
+    def _taken(self, key: LedgerKey) -> Taken:
+        item = self.items[key]
+        unlogged = item.get("unlogged")
+        return Taken(
+            state=item.get("state", "sending"),
+            claimed_at=int(item.get("claimed_at", 0)),
+            unlogged=copy.deepcopy(unlogged) if unlogged is not None else None,
+        )
+
+    def finish_many(self, finishes: Sequence[Finish]) -> list[LedgerKey]:
+        left: list[LedgerKey] = []
+        for finish in finishes:
+            if self._faulted("finish_many", finish) is not None:
+                left.append(finish.key)
+                continue
+            item: dict[str, Any] = {
+                "state": finish.state,
+                "claimed_at": finish.claimed_at,
+                "expires_at": finish.claimed_at + LEDGER_DAYS * 86400,
+            }
+            if finish.unlogged is not None:
+                item["unlogged"] = copy.deepcopy(finish.unlogged)
+            self.items[finish.key] = item
+        return left
 
 
 # --- the outbox queue ------------------------------------------------------------------------------------
@@ -394,11 +513,13 @@ class OutboxQueue(Faults):
         super().__init__()
         self.queue_url = queue_url
         self.bodies: list[str] = []
+        self.delays: list[int] = []  # each body's DelaySeconds
 
-    def send(self, messages: Sequence[M]) -> list[M]:
+    def send(self, messages: Sequence[M], delay_seconds: int = 0) -> list[M]:
         if self._faulted("send", messages) is not None:
             return list(messages)
         self.bodies.extend(m.model_dump_json() for m in messages)
+        self.delays.extend(delay_seconds for _ in messages)
         return []
 
     def send_one(self, message: BaseModel) -> None:

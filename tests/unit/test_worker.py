@@ -10,24 +10,30 @@ tests/integration/test_automated_email.py and tests/fault/.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from mailer.automations.models import AutomationInput, default_automation
-from mailer.automations.outbox import OutboxMessage
+from mailer.automations.outbox import OutboxMessage, SentLogMessage, parse_queued
 from mailer.automations.service import AutomationService
 from mailer.automations.status import StatusChanges
 from mailer.automations.worker import (
     MAX_RECEIVES,
+    WRITE_RESERVE_SECONDS,
+    Deferred,
     Handled,
     OutboxWorker,
     Outcome,
     RetryLater,
+    Settled,
     WorkerDeps,
+    send_reserve_seconds,
     why_not_send,
 )
 from mailer.config import MailerConfig
@@ -655,3 +661,280 @@ def test_a_reminder_sent_while_the_status_changed_marks_the_work_order_as_it_is_
         "confirmation_sent",
         3,
     )
+
+
+# --- a batch at once ----------------------------------------------------------------------------------
+
+
+def batch_of(world: World, count: int, **changes: Any) -> list[tuple[OutboxMessage, int]]:
+    """`count` reminders due tomorrow, WO-1 onwards, as one SQS batch (first receive each)."""
+    for n in range(1, count + 1):
+        world.add_work_order(f"WO-{n}", **changes)
+    return [(reminder(f"WO-{n}"), 1) for n in range(1, count + 1)]
+
+
+def outcomes(settled: list[Settled]) -> list[str]:
+    return [str(s.handled) + (" (again)" if s.retry else "") for s in settled]
+
+
+def fresh_worker(world: World, **options: Any) -> OutboxWorker:
+    """The worker of another invocation (the redelivery comes in another batch), on the same server."""
+    worker = OutboxWorker(world.worker.deps, **options)
+    worker.pool = MemoryPool(CONFIG, world.server)
+    return worker
+
+
+def test_a_batch_is_read_claimed_written_and_marked_in_one_call_each(ready: World):
+    batch = batch_of(ready, 5)
+
+    settled = ready.worker.handle_batch(batch)
+
+    assert outcomes(settled) == ["sent"] * 5
+    assert len(ready.server.accepted) == 5 and len(ready.server.connections) == 1
+    assert [ready.work_orders.called(m) for m in ("get_many", "get", "put_if_versions")] == [1, 5, 1]
+    assert (ready.ledger.called("claim_many"), ready.ledger.called("claim")) == (1, 0)
+    assert ready.ledger.called("finish_many") == 5  # one call, recorded once per item
+    assert len(ready.entries()) == 5
+    assert {ready.ledger.state(m.ledger_key) for m, _ in batch} == {"sent"}
+    assert {
+        w.confirmation_status for w in map(lambda m: ready.work_orders.get(TENANT, m[0].work_order_id), batch)
+    } == {"confirmation_sent"}
+
+
+def test_in_a_batch_the_claimed_elsewhere_the_duplicates_and_the_not_due_are_skipped(ready: World):
+    batch = batch_of(ready, 4)
+    ready.add_work_order("WO-9", status="cancelled")
+    ready.ledger.claim(reminder("WO-2").ledger_key)  # another worker holds it
+
+    settled = ready.worker.handle_batch([*batch, (reminder("WO-1"), 1), (reminder("WO-9"), 1)])
+
+    assert outcomes(settled) == [
+        "sent",
+        "skipped: already sent",
+        "sent",
+        "sent",
+        "skipped: already sent",
+        "skipped: no longer due a reminder",
+    ]
+    assert sorted(r for m in ready.server.accepted for r in m.recipients) == [
+        "wo-1@customer.example",
+        "wo-3@customer.example",
+        "wo-4@customer.example",
+    ]
+    assert ready.ledger.state(reminder("WO-2").ledger_key) == "sending"
+
+
+def test_a_transient_failure_in_a_batch_comes_back_alone(ready: World):
+    batch = batch_of(ready, 3)
+    ready.server.fail_next(failure("throttled", transient=True, smtp_code=451))
+
+    settled = ready.worker.handle_batch(batch)
+
+    assert outcomes(settled) == ["deferred: throttled (again)", "sent", "sent"]
+    assert isinstance(settled[0].retry, RetryLater)
+    assert ready.ledger.state(reminder("WO-1").ledger_key) is None  # given back for the redelivery
+    assert fresh_worker(ready).handle_batch(batch[:1])[0].handled == Handled(Outcome.SENT)
+    assert len(ready.server.to(CUSTOMER)) == 1
+
+
+def test_a_claim_outage_leaves_the_whole_batch_for_redelivery_with_nothing_claimed(ready: World):
+    batch = batch_of(ready, 3)
+    ready.ledger.fail("claim_many")
+
+    settled = ready.worker.handle_batch(batch)
+
+    assert [type(s.retry) for s in settled] == [ServiceUnavailable] * 3
+    assert ready.ledger.items == {} and ready.server.accepted == [] and ready.entries() == []
+
+
+def test_no_send_is_started_without_the_time_for_one(ready: World, caplog: pytest.LogCaptureFixture):
+    batch = batch_of(ready, 3)
+    left = iter([60_000, 60_000, 60_000, 1_000])  # the pool's deadline, two sends, then too little
+    worker = fresh_worker(ready, remaining_ms=lambda: next(left, 1_000))
+
+    settled = worker.handle_batch(batch)
+
+    assert outcomes(settled) == ["sent", "sent", "deferred: too little time left in this invocation (again)"]
+    assert isinstance(settled[2].retry, Deferred)
+    assert ready.ledger.state(reminder("WO-3").ledger_key) is None and len(ready.server.accepted) == 2
+    [stopped] = [r for r in caplog.records if r.getMessage().startswith("too little time left to send")]
+    assert stopped.count == 1  # type: ignore[attr-defined]
+
+
+def test_the_deadline_of_the_connections_ends_before_the_invocation(ready: World):
+    worker = OutboxWorker(ready.worker.deps, remaining_ms=lambda: 40_000)
+
+    assert worker.pool.deadline is not None
+    assert 34 < worker.pool.deadline - time.monotonic() <= 40 - WRITE_RESERVE_SECONDS
+    assert send_reserve_seconds(CONFIG) == CONFIG.smtp_timeout_seconds + WRITE_RESERVE_SECONDS
+
+
+class OneAtATime(OutboxWorker):
+    """A budget that admits the first message of each tenant's batch; the rest in 30 s."""
+
+    def _admit(self, tenant_id, profile, messages):  # type: ignore[no-untyped-def]
+        return messages[:1], 30
+
+
+def test_messages_the_budget_does_not_admit_wait_on_the_queue_and_their_records_are_done(ready: World):
+    batch = batch_of(ready, 3)
+    queue = OutboxQueue()
+    worker = OneAtATime(replace(ready.worker.deps, outbox=queue))  # type: ignore[arg-type]
+    worker.pool = MemoryPool(CONFIG, ready.server)
+
+    settled = worker.handle_batch(batch)
+
+    assert outcomes(settled) == ["sent"] + ["deferred: over the sending budget: again in 32 s"] * 2
+    assert [s.retry for s in settled] == [None, None, None]  # done with: the receive count is kept
+    assert [ready.ledger.state(m.ledger_key) for m, _ in batch] == ["sent", None, None]  # claims given back
+    copies = queue.messages(OutboxMessage)
+    assert [c.ledger_key for c in copies] == [m.ledger_key for m, _ in batch[1:]]
+    assert [c.deferrals for c in copies] == [1, 1] and queue.delays == [32, 32]  # the window turns, +2 s
+    assert sum(len(c.outbox) for c in ready.server.connections) == 1
+
+
+def test_a_deferred_copy_the_queue_refuses_brings_its_record_back(ready: World):
+    batch = batch_of(ready, 2)
+    queue = OutboxQueue()
+    queue.fail("send")
+    worker = OneAtATime(replace(ready.worker.deps, outbox=queue))  # type: ignore[arg-type]
+    worker.pool = MemoryPool(CONFIG, ready.server)
+
+    settled = worker.handle_batch(batch)
+
+    assert outcomes(settled)[0] == "sent" and isinstance(settled[1].retry, Deferred)
+    assert ready.ledger.state(batch[1][0].ledger_key) is None  # free for the redelivery
+
+
+def test_a_reminder_marked_meanwhile_in_a_batch_keeps_the_newer_work_order(world: World):
+    world.save_company()
+    world.activate("reminder")
+    store = interleaved(world)
+    batch = batch_of(world, 2)
+    changes = StatusChanges(world.worker.deps.automations, store, OutboxQueue())  # type: ignore[arg-type]
+    store.meanwhile.append(lambda: changes.change(ADMIN, "WO-1", StatusChange(status="en_route")))
+
+    assert outcomes(world.worker.handle_batch(batch)) == ["sent", "sent"]  # WO-1 was read as scheduled
+
+    one, two = store.get(TENANT, "WO-1"), store.get(TENANT, "WO-2")
+    assert one is not None and two is not None
+    assert (one.status, one.confirmation_status, one.version) == ("en_route", "confirmation_sent", 3)
+    assert (two.status, two.confirmation_status, two.version) == ("scheduled", "confirmation_sent", 2)
+
+
+# --- the sent log after a send ----------------------------------------------------------------------------
+
+
+def with_outbox(world: World) -> OutboxQueue:
+    queue = OutboxQueue()
+    world.worker.deps.outbox = queue  # type: ignore[assignment]
+    return queue
+
+
+def test_a_sent_log_entry_the_table_refuses_waits_on_the_queue_and_is_written_from_there(ready: World):
+    queue = with_outbox(ready)
+    ready.sent_log.fail("put")
+
+    assert ready.worker.handle(reminder()) == Handled(Outcome.SENT)  # the record is done
+
+    assert ready.entries() == [] and ready.ledger.state(reminder().ledger_key) == "sent"
+    [body] = queue.bodies
+    waiting = parse_queued(body)
+    assert isinstance(waiting, SentLogMessage) and waiting.entry.status == "sent"
+    ready.sent_log.heal()
+    settled = fresh_worker(ready).handle_records([(body, 1), (body, 2)])  # and once more
+    assert [s.handled.outcome for s in settled] == [Outcome.LOGGED, Outcome.LOGGED]
+    [entry] = ready.entries()
+    assert entry.id == waiting.entry.id and entry.message_id == ready.server.accepted[0].message["Message-ID"]
+    assert len(ready.server.accepted) == 1
+
+
+def test_an_entry_refused_by_the_table_and_the_queue_rides_in_the_ledger_and_its_redelivery_writes_it(
+    ready: World,
+):
+    queue = with_outbox(ready)
+    ready.sent_log.fail("put")
+    queue.fail("send")
+
+    with pytest.raises(RetryLater, match="sent log"):
+        ready.worker.handle(reminder())
+
+    assert len(ready.server.accepted) == 1 and ready.entries() == []
+    assert ready.ledger.items[reminder().ledger_key]["unlogged"]["status"] == "sent"
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "none"  # still due: see below
+    ready.sent_log.heal()
+    queue.heal()
+    assert fresh_worker(ready).handle(reminder(), 2) == Handled(Outcome.SKIPPED, "already sent")
+    assert len(ready.server.accepted) == 1  # the redelivery sent nothing
+    [entry] = ready.entries()
+    assert entry.status == "sent" and "unlogged" not in ready.ledger.items[reminder().ledger_key]
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "confirmation_sent"
+
+
+def test_a_queued_entry_that_cannot_be_written_comes_back(ready: World):
+    body = SentLogMessage(
+        tenant_id=TENANT,
+        entry=SentLogEntry.attempt(
+            kind="automation", delivery=None, failure=None, from_=ACCOUNT, to=[CUSTOMER], subject="s"
+        ),
+    ).model_dump_json()
+    ready.sent_log.fail("put_many")
+
+    [settled] = ready.worker.handle_records([(body, 1)])
+
+    assert isinstance(settled.retry, RetryLater) and ready.entries() == []
+
+
+def test_a_redelivered_reminder_whose_mark_was_lost_is_marked_and_not_sent(ready: World):
+    ready.work_orders.fail("put")
+
+    with pytest.raises(ServiceUnavailable):
+        ready.worker.handle(reminder())  # sent and recorded; the mark failed: the record comes back
+
+    ready.work_orders.heal()
+    assert fresh_worker(ready).handle(reminder(), 2) == Handled(Outcome.SKIPPED, "already sent")
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "confirmation_sent"
+    assert len(ready.server.accepted) == 1 and len(ready.entries()) == 1
+
+
+# --- what the queue holds ---------------------------------------------------------------------------------
+
+
+def test_a_message_queued_before_kinds_existed_is_an_automated_email():
+    legacy = '{"tenant_id":"acme","automation":"reminder","work_order_id":"WO-1","occurrence":"2026-11-24"}'
+
+    message = parse_queued(legacy)
+
+    assert isinstance(message, OutboxMessage) and message.kind == "automation" and message.deferrals == 0
+    assert parse_queued(message.model_dump_json()) == message
+
+
+def test_a_body_that_is_no_message_comes_back_and_the_rest_of_the_batch_goes_on(ready: World):
+    settled = ready.worker.handle_records([('{"kind": "postcard"}', 1), (reminder().model_dump_json(), 1)])
+
+    assert settled[0].message is None and isinstance(settled[0].retry, ValidationError)
+    assert settled[1].handled == Handled(Outcome.SENT)
+
+
+def test_a_redelivery_that_cannot_write_the_kept_entry_either_leaves_the_reminder_due_for_the_next(
+    ready: World,
+):
+    queue = with_outbox(ready)
+    ready.sent_log.fail("put")
+    queue.fail("send")
+    with pytest.raises(RetryLater):
+        ready.worker.handle(reminder())
+
+    with pytest.raises(RetryLater, match="sent log"):  # the sent log still refuses
+        fresh_worker(ready).handle(reminder(), 2)
+
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "none"
+    ready.sent_log.heal()
+    assert fresh_worker(ready).handle(reminder(), 3) == Handled(Outcome.SKIPPED, "already sent")
+    assert [e.status for e in ready.entries()] == ["sent"] and len(ready.server.accepted) == 1
+    work_order = ready.work_orders.get(TENANT, "WO-1")
+    assert work_order is not None and work_order.confirmation_status == "confirmation_sent"

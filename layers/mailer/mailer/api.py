@@ -90,7 +90,12 @@ def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, An
 
 
 def problem(
-    status: int, title: str, detail: str, errors: list[FieldError] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     body = {
         "type": f"https://errors.company-mail.dev/{status}",
@@ -100,7 +105,7 @@ def problem(
         "errors": [{"field": e.field, "message": e.message} for e in errors or []],
         **extra,
     }
-    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
 
 
 def _refused_body(kind: str, message: str) -> RequestValidationError:
@@ -198,7 +203,7 @@ def install_problem_handlers(app: APIGatewayHttpResolver, logger: Logger) -> Non
 
     @app.exception_handler(MailerError)
     def _mailer_error(exc: MailerError) -> Response:
-        return problem(exc.status, exc.title, exc.detail, exc.errors, **exc.extra())
+        return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers(), **exc.extra())
 
     @app.exception_handler(AnswerAsIs)
     def _as_is(exc: AnswerAsIs) -> Response:

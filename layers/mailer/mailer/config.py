@@ -56,11 +56,15 @@ class MailerConfig(BaseModel):
     )
     upload_url_ttl_seconds: int = Field(900, alias="UPLOAD_URL_TTL_SECONDS", ge=60, le=3600)
     work_orders_table: str | None = Field(None, alias="WORK_ORDERS_TABLE", min_length=1)
+    invoices_table: str | None = Field(None, alias="INVOICES_TABLE", min_length=1)
     ledger_table: str | None = Field(None, alias="LEDGER_TABLE", min_length=1)
     outbox_queue_url: str | None = Field(None, alias="OUTBOX_QUEUE_URL", min_length=1)
     oauth_states_table: str | None = Field(None, alias="OAUTH_STATES_TABLE", min_length=1)
     idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE", min_length=1)
     default_timezone: str = Field("UTC", alias="DEFAULT_TIMEZONE", min_length=1)
+    budget_table: str | None = Field(None, alias="BUDGET_TABLE", min_length=1)  # sending budgets
+    # A claim older than this (the outbox queue's visibility timeout) is no longer being worked on.
+    stale_claim_seconds: int = Field(720, alias="STALE_CLAIM_SECONDS", ge=60, le=43200)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:

@@ -31,6 +31,10 @@ class MailerError(Exception):
         """Members added to the problem document besides type/title/status/detail/errors."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the problem carries (Retry-After, for one)."""
+        return {}
+
 
 class InvalidInput(MailerError):
     status = 422
@@ -74,6 +78,24 @@ class Gone(MailerError):
 class PayloadTooLarge(MailerError):
     status = 413
     title = "Attachments too large"
+
+
+class TooManyRequests(MailerError):
+    """A sending budget is used up: nothing was sent; the same request may succeed after `retry_after`."""
+
+    status = 429
+    title = "Sending limit reached"
+
+    def __init__(self, detail: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after = max(1, retry_after)
+
+    def extra(self) -> dict[str, Any]:
+        return {"limit": self.limit, "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(MailerError):

@@ -15,10 +15,15 @@ from mailer.automations.compose import Composer
 from mailer.automations.planner import ReminderPlanner
 from mailer.automations.service import AutomationService
 from mailer.automations.status import StatusChanges, WorkOrderSync
+from mailer.automations.sweep import ClaimSweep
 from mailer.automations.worker import OutboxWorker, WorkerDeps
+from mailer.billing.invoices import InvoiceSync
+from mailer.billing.rule_service import InvoiceRuleService
 from mailer.config import MailerConfig, OAuthConfig
 from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.budget_table import BudgetStore
 from mailer.dal.idempotency_table import DynamoDBPersistenceLayer, idempotency_table
+from mailer.dal.invoices_table import InvoiceStore
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.oauth_states_table import OAuthStateStore
 from mailer.dal.outbox_queue import OutboxQueue
@@ -32,6 +37,7 @@ from mailer.documents.wording import DocumentTemplateService
 from mailer.ids import utc_now
 from mailer.observability import logger
 from mailer.sent_log.queries import SentLogQueries
+from mailer.settings.budget import SendingBudgets
 from mailer.settings.check import AccountTest
 from mailer.settings.connect import OAuthConnect
 from mailer.settings.models import SettingsView
@@ -48,7 +54,10 @@ class Services:
         secrets = SecretStore(config.secret_prefix, max_age_seconds=config.secret_max_age_seconds)
         self.oauth_config = OAuthConfig.from_env()
         providers = OAuthProviders(self.oauth_config, secrets, config.extra_ca_bundle)
-        self.settings = SettingsService(self.store, secrets, oauth=providers, guard=config.guard)
+        budgets = SendingBudgets(BudgetStore(config.budget_table) if config.budget_table else None)
+        self.settings = SettingsService(
+            self.store, secrets, oauth=providers, guard=config.guard, budgets=budgets
+        )
         self.settings.on_reconnect_required = self._tell_company_to_reconnect
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
         self.document_templates = DocumentTemplateService(self.store, utc_now)
@@ -101,7 +110,13 @@ class Services:
     @cached_property
     def documents(self) -> DocumentEmailService:
         return DocumentEmailService(
-            self.settings, self.document_templates, self.attachments, self.sent_log, self.config, self.logger
+            self.settings,
+            self.document_templates,
+            self.attachments,
+            self.sent_log,
+            self.config,
+            self.logger,
+            outbox=self.outbox if self.config.outbox_queue_url else None,
         )
 
     @cached_property
@@ -136,8 +151,9 @@ class Services:
             self.logger,
         )
 
-    def worker(self) -> OutboxWorker:
-        """A worker for one batch (it keeps the batch's connections and reads)."""
+    def worker(self, remaining_ms: Callable[[], int] | None = None) -> OutboxWorker:
+        """A worker for one batch (it keeps the batch's connections and reads); `remaining_ms`, the
+        Lambda context's clock, keeps its sends within the invocation."""
         attachments = self.attachments if self.config.attachments_bucket else None
         deps = WorkerDeps(
             self.config,
@@ -148,8 +164,28 @@ class Services:
             self.sent_log,
             attachments,
             self.logger,
+            outbox=self.outbox if self.config.outbox_queue_url else None,
         )
-        return OutboxWorker(deps)
+        return OutboxWorker(deps, remaining_ms)
+
+    @cached_property
+    def claim_sweep(self) -> ClaimSweep:
+        return ClaimSweep(
+            self.config, self.settings, self.work_orders, self.ledger, self.sent_log, self.logger
+        )
+
+    # billing: invoices and their reminder rules
+    @cached_property
+    def invoices(self) -> InvoiceStore:
+        return InvoiceStore(self.config.value("invoices_table"))
+
+    @cached_property
+    def invoice_sync(self) -> InvoiceSync:
+        return InvoiceSync(self.invoices, self.ledger)
+
+    @cached_property
+    def invoice_rules(self) -> InvoiceRuleService:
+        return InvoiceRuleService(self.store, utc_now)
 
 
 def make_services() -> Services:

@@ -32,3 +32,26 @@ def failure_notice(
         text=text,
         automated=True,
     )
+
+
+def unknown_notice(
+    company: SettingsView, label: str, work_order_number: str, customer: str | None
+) -> OutgoingMessage:
+    """An automated email whose sending stopped before its outcome was recorded: it may have reached
+    the customer, it will not be sent again, and a person decides whether to send it by hand."""
+    assert company.notify_email
+    about = f" ({customer})" if customer else ""
+    text = (
+        f"The automated {label} email for work order {work_order_number}{about} may have been sent: "
+        "the sending stopped before its outcome was recorded.\n\n"
+        "It will not be sent again automatically, so the customer never gets it twice.\n\n"
+        "What to do: check with the customer whether it arrived before sending it by hand. "
+        "The sent log lists it with the status unknown.\n"
+    )
+    return build_message(
+        sender=Sender(company.from_email, company.from_name, None),
+        to=[company.notify_email],
+        subject=f"Check with the customer: {label} email for work order {work_order_number}",
+        text=text,
+        automated=True,
+    )

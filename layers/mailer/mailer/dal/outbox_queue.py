@@ -12,6 +12,7 @@ from mailer.dal import clients
 from mailer.errors import ServiceUnavailable
 
 BATCH = 10  # SendMessageBatch takes ten at a time
+MAX_DELAY_SECONDS = 900  # the longest delay SQS gives a message
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -23,12 +24,17 @@ class OutboxQueue:
     def _sqs(self) -> Any:
         return clients.client("sqs")
 
-    def send(self, messages: Sequence[M]) -> list[M]:
-        """Send in batches of ten; returns the messages SQS did not take."""
+    def send(self, messages: Sequence[M], delay_seconds: int = 0) -> list[M]:
+        """Send in batches of ten, each delivered after `delay_seconds` (at most 900, SQS's limit);
+        returns the messages SQS did not take."""
         failed: list[M] = []
+        delay = min(max(delay_seconds, 0), MAX_DELAY_SECONDS)
         for start in range(0, len(messages), BATCH):
             chunk = messages[start : start + BATCH]
-            entries = [{"Id": str(i), "MessageBody": m.model_dump_json()} for i, m in enumerate(chunk)]
+            delayed = {"DelaySeconds": delay} if delay else {}
+            entries = [
+                {"Id": str(i), "MessageBody": m.model_dump_json()} | delayed for i, m in enumerate(chunk)
+            ]
             try:
                 response = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError):

@@ -1,9 +1,14 @@
-"""Sent-log entries in DynamoDB, newest first per tenant, expiring after the retention period."""
+"""Sent-log entries in DynamoDB, newest first per tenant, expiring after the retention period.
+
+An entry's key is its id, so writing the same entry again (a queued sent-log write, a retry) keeps
+one entry.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer.dal import clients, keys
 from mailer.dal.keys import tenant_pk
+from mailer.dal.ledger_table import batch_put
 from mailer.errors import InvalidInput, ServiceUnavailable
 from mailer.sent_log.models import SentLogEntry
 
@@ -28,10 +34,23 @@ class SentLogStore:
 
     def put(self, tenant_id: str, entry: SentLogEntry, request: dict[str, Any] | None = None) -> None:
         """Write an entry; `request` is what a resend needs and is never shown."""
+        try:
+            self._table.put_item(Item=self._item(tenant_id, entry, request))
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The sent log could not be written.") from None
+
+    def put_many(self, entries: Sequence[tuple[str, SentLogEntry]]) -> list[tuple[str, SentLogEntry]]:
+        """Write (tenant, entry) pairs in BatchWriteItem calls of 25, unprocessed ones again with
+        backoff; returns those still not written (it never raises: the caller decides where they go)."""
+        items = {(tenant_pk(t), keys.email_sk(e.id)): (t, e) for t, e in entries}
+        written = [self._item(t, e, None) for t, e in items.values()]
+        left = batch_put(self._table.meta.client, self.table_name, written)
+        return [pair for key, pair in items.items() if key in left]
+
+    def _item(self, tenant_id: str, entry: SentLogEntry, request: dict[str, Any] | None) -> dict[str, Any]:
         created = datetime.fromisoformat(entry.created_at.replace("Z", "+00:00"))
-        pk = tenant_pk(tenant_id)
         item: dict[str, Any] = {
-            "pk": pk,
+            "pk": tenant_pk(tenant_id),
             "sk": keys.email_sk(entry.id),
             "expires_at": int((created + timedelta(days=self.retention_days)).timestamp()),
             "entry": entry.model_dump(mode="json", by_alias=True),
@@ -46,10 +65,7 @@ class SentLogStore:
         if entry.work_order_id:
             item["gsi2pk"] = keys.work_order_index_pk(tenant_id, entry.work_order_id)
             item["gsi2sk"] = entry.id
-        try:
-            self._table.put_item(Item=item)
-        except (ClientError, BotoCoreError):
-            raise ServiceUnavailable("The sent log could not be written.") from None
+        return item
 
     def get(self, tenant_id: str, entry_id: str) -> SentLogEntry | None:
         found = self.get_with_request(tenant_id, entry_id)

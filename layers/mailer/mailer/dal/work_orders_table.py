@@ -2,11 +2,15 @@
 
 Every write counts a version (1 for the first, then one more each time): the sync's write is
 unconditional and takes the next version; a status change writes only on the version it read.
+
+The outbox worker reads a batch's work orders at once (`get_many`, BatchGetItem) and marks its
+reminded ones at once (`put_if_versions`, one TransactWriteItems of writes on the versions read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from boto3.dynamodb.conditions import Key
@@ -19,6 +23,9 @@ from mailer.work_orders.models import WorkOrder, reminder_start_date
 
 REMINDER_INDEX = "by_reminder_date"
 VERSION = "version"  # a top-level attribute, beside the work order's JSON, so conditions can name it
+READ_BATCH = 100  # BatchGetItem takes a hundred keys a call
+READ_ATTEMPTS = 5  # tries of a batch read (its unprocessed keys again), with backoff between
+TRANSACTION_ITEMS = 100  # TransactWriteItems takes a hundred items
 
 
 def _key(tenant_id: str, work_order_id: str) -> dict[str, str]:
@@ -94,24 +101,75 @@ class WorkOrderStore:
     def _put_if_version(
         self, tenant_id: str, work_order: WorkOrder, expected_version: int
     ) -> WorkOrder | None:
-        version = expected_version + 1
-        item = stored_item(tenant_id, work_order, version)
-        if expected_version:
-            condition: dict[str, Any] = {
-                "ConditionExpression": "#v = :expected",
-                "ExpressionAttributeValues": {":expected": expected_version},
-            }
-        else:
-            condition = {"ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(#v)"}
+        item = stored_item(tenant_id, work_order, expected_version + 1)
         try:
-            self._table.put_item(Item=item, ExpressionAttributeNames={"#v": VERSION}, **condition)
+            self._table.put_item(Item=item, **_version_condition(expected_version))
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise ServiceUnavailable("The work order could not be saved; nothing was changed.") from None
         except BotoCoreError:
             raise ServiceUnavailable("The work order could not be saved; nothing was changed.") from None
-        return work_order.model_copy(update={"version": version})
+        return work_order.model_copy(update={"version": expected_version + 1})
+
+    def get_many(self, ids: Iterable[tuple[str, str]]) -> dict[tuple[str, str], WorkOrder]:
+        """The work orders of these (tenant, work order id) pairs that exist, read as `get` reads
+        (consistently), in BatchGetItem calls of a hundred keys; unprocessed keys are asked again
+        with backoff. ServiceUnavailable when they cannot all be read."""
+        wanted = {(tenant_pk(t), keys.work_order_sk(i)): (t, i) for t, i in ids}
+        found: dict[tuple[str, str], WorkOrder] = {}
+        pending = [{"pk": pk, "sk": sk} for pk, sk in wanted]
+        client = self._table.meta.client
+        while pending:
+            chunk, pending = pending[:READ_BATCH], pending[READ_BATCH:]
+            request: dict[str, Any] = {self.table_name: {"Keys": chunk, "ConsistentRead": True}}
+            for attempt in range(READ_ATTEMPTS):
+                try:
+                    response = client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError):
+                    raise ServiceUnavailable(
+                        "The work orders could not be read; try again shortly."
+                    ) from None
+                for item in response["Responses"].get(self.table_name, []):
+                    found[wanted[(item["pk"], item["sk"])]] = _work_order(item)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise ServiceUnavailable("The work orders could not be read; try again shortly.")
+        return found
+
+    def put_if_versions(self, writes: Sequence[tuple[str, WorkOrder, int]]) -> list[WorkOrder] | None:
+        """Several writes of `put` with `expected_version`, given as (tenant, work order, expected
+        version), in one TransactWriteItems: all or none. The work orders as stored, or None when a
+        stored version was no longer the one expected (then nothing was written). A conflict with
+        another transaction or a throttle raises ServiceUnavailable, also with nothing written."""
+        if len(writes) > TRANSACTION_ITEMS:
+            raise ValueError(f"at most {TRANSACTION_ITEMS} work orders at once")
+        items = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": stored_item(tenant_id, work_order, expected + 1),
+                }
+                | _version_condition(expected)
+            }
+            for tenant_id, work_order, expected in writes
+        ]
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and set(codes) <= {
+                "None",
+                "ConditionalCheckFailed",
+            }:
+                return None
+            raise ServiceUnavailable("The work orders could not be saved; nothing was changed.") from None
+        except BotoCoreError:
+            raise ServiceUnavailable("The work orders could not be saved; nothing was changed.") from None
+        return [w.model_copy(update={"version": expected + 1}) for _, w, expected in writes]
 
     def due(self, tenant_id: str, start_date: str, page_size: int = 100) -> Iterator[WorkOrder]:
         """The work orders starting on `start_date` that may get a reminder, page by page (no Scan)."""
@@ -130,6 +188,20 @@ class WorkOrderStore:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _version_condition(expected_version: int) -> dict[str, Any]:
+    """The condition of a write on `expected_version` (0: an item stored before versions)."""
+    if expected_version:
+        return {
+            "ConditionExpression": "#v = :expected",
+            "ExpressionAttributeNames": {"#v": VERSION},
+            "ExpressionAttributeValues": {":expected": expected_version},
+        }
+    return {
+        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(#v)",
+        "ExpressionAttributeNames": {"#v": VERSION},
+    }
 
 
 def stored_item(tenant_id: str, work_order: WorkOrder, version: int) -> dict[str, Any]:

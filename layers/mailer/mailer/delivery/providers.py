@@ -37,6 +37,40 @@ GENERIC_AUTH_HINT = (
 
 
 @dataclass(frozen=True)
+class SendingLimits:
+    """A sending account's budget: messages a minute, recipients a day, connections open at once.
+    None is no limit of ours (the provider may still refuse, as a transient failure)."""
+
+    per_minute: int | None = None
+    per_day: int | None = None
+    connections: int | None = None
+
+
+NO_LIMITS = SendingLimits()
+# Exchange Online, per mailbox: 30 messages a minute and 10,000 recipients a day ("Sending limits",
+# learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/
+# exchange-online-limits);
+# SMTP AUTH client submission takes 3 concurrent connections per mailbox, the 4th gets
+# "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
+# (learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-limits).
+MICROSOFT_365_LIMITS = SendingLimits(per_minute=30, per_day=10_000, connections=3)
+# Microsoft Graph sends from the same Exchange Online mailbox (the same 30 a minute and 10,000 a day),
+# and Outlook service limits allow 4 concurrent requests per app and mailbox
+# (learn.microsoft.com/graph/throttling-limits#outlook-service-limits).
+MICROSOFT_GRAPH_LIMITS = SendingLimits(per_minute=30, per_day=10_000, connections=4)
+# Google Workspace: 2,000 messages a day per user ("Gmail sending limits in Google Workspace",
+# support.google.com/a/answer/166852); counted here as recipients, which is stricter. Google
+# publishes no per-minute or connection figure for Gmail SMTP.
+GOOGLE_WORKSPACE_LIMITS = SendingLimits(per_day=2_000)
+# Gmail API: 15,000 quota units per user a minute and messages.send costs 100, so 150 a minute
+# (developers.google.com/gmail/api/reference/quota), besides the 2,000 a day above.
+GMAIL_API_LIMITS = SendingLimits(per_minute=150, per_day=2_000)
+# Workspace SMTP relay: 10,000 recipients a day per user ("SMTP relay service sending limits",
+# support.google.com/a/answer/2956491).
+GOOGLE_RELAY_LIMITS = SendingLimits(per_day=10_000)
+
+
+@dataclass(frozen=True)
 class Provider:
     id: str
     name: str
@@ -45,6 +79,7 @@ class Provider:
     security: str
     hint: str
     auth_hint: str = GENERIC_AUTH_HINT
+    limits: SendingLimits = NO_LIMITS
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -73,6 +108,7 @@ _PROVIDERS: tuple[Provider, ...] = (
         "Sign in with the full mailbox address. SMTP AUTH must be enabled for the mailbox; "
         "to send as a shared mailbox the user needs Send As permission on it.",
         MICROSOFT_AUTH_HINT,
+        MICROSOFT_365_LIMITS,
     ),
     Provider(
         "outlook",
@@ -91,6 +127,7 @@ _PROVIDERS: tuple[Provider, ...] = (
         "starttls",
         "Use an app password (myaccount.google.com/apppasswords); your normal password is refused.",
         GOOGLE_AUTH_HINT,
+        GOOGLE_WORKSPACE_LIMITS,
     ),
     Provider(
         "gmail_relay",
@@ -101,6 +138,7 @@ _PROVIDERS: tuple[Provider, ...] = (
         "A Workspace admin must add an SMTP relay rule (Admin console > Apps > Google Workspace > "
         "Gmail > Routing > SMTP relay service) allowing SMTP authentication.",
         GOOGLE_AUTH_HINT,
+        GOOGLE_RELAY_LIMITS,
     ),
     *(
         Provider(

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mailer.automations.outbox import SentLogMessage
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.outbox_queue import OutboxQueue
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.delivery.classify import every_visible_recipient_refused
 from mailer.delivery.failures import DeliveryFailed, Failure
@@ -34,6 +36,10 @@ from mailer.settings.sending import deliver
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.templating.engine import render, render_subject
 
+SENT_LOG_TRIES = 3  # writes of a sent email's entry before it goes to the outbox queue
+SENT_LOG_PAUSE_SECONDS = 0.1  # before the second try, doubled before the third
+SENT_LOG_SECONDS = 1.0  # no pause starts past this, from the first try: the caller is waiting
+
 
 class DocumentEmailService:
     def __init__(
@@ -44,6 +50,7 @@ class DocumentEmailService:
         sent_log: SentLogStore,
         config: MailerConfig,
         logger: Any,
+        outbox: OutboxQueue | None = None,
     ) -> None:
         self.settings = settings
         self.templates = templates
@@ -51,6 +58,7 @@ class DocumentEmailService:
         self.sent_log = sent_log
         self.config = config
         self.logger = logger
+        self.outbox = outbox  # where an entry the sent log refuses waits for the worker
 
     # sender and content
     def _sender(self, caller: Caller, choice: str) -> tuple[SendingProfile, SettingsView | None]:
@@ -123,7 +131,11 @@ class DocumentEmailService:
         delivery: Delivery | None = None
         try:
             delivery = deliver(
-                profile, message, self.config, time.monotonic() + self.config.send_deadline_seconds
+                profile,
+                message,
+                self.config,
+                time.monotonic() + self.config.send_deadline_seconds,
+                self.settings.budgets,
             )
             failure = every_visible_recipient_refused(delivery.refused, [*request.to, *request.cc])
         except DeliveryFailed as exc:
@@ -149,16 +161,35 @@ class DocumentEmailService:
             "body_html": rendered.html,
             "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
         }
-        try:
-            self.sent_log.put(caller.tenant_id, entry, request=stored)
-        except MailerError:
-            self.logger.error("sent log write failed", extra={"email_id": entry.id, "status": entry.status})
+        self._log(caller.tenant_id, entry, stored)
         if failure:
             self.logger.info(
                 "document email failed", extra={"category": failure.category, "email_id": entry.id}
             )
             raise DeliveryFailed(failure, email_id=entry.id)
         return entry
+
+    def _log(self, tenant_id: str, entry: SentLogEntry, stored: dict[str, Any]) -> None:
+        """Keep the entry, with the request its resend needs, so that the id the caller gets is found.
+        The sent log is tried SENT_LOG_TRIES times with short pauses, within SENT_LOG_SECONDS (the
+        caller is waiting); then the outbox queue takes it, as a `sent_log` message the worker writes
+        with the same id; only when the queue refuses too is it lost, and logged."""
+        extra = {"email_id": entry.id, "status": entry.status}
+        give_up = time.monotonic() + SENT_LOG_SECONDS
+        for attempt in range(SENT_LOG_TRIES):
+            try:
+                self.sent_log.put(tenant_id, entry, request=stored)
+                return
+            except MailerError:
+                pause = SENT_LOG_PAUSE_SECONDS * 2**attempt
+                if attempt + 1 == SENT_LOG_TRIES or time.monotonic() + pause > give_up:
+                    break
+                time.sleep(pause)
+        queued = SentLogMessage(tenant_id=tenant_id, entry=entry, request=stored)
+        if self.outbox is not None and not self.outbox.send([queued]):
+            self.logger.warning("sent log write failed: queued to be written later", extra=extra)
+            return
+        self.logger.error("sent log write failed", extra=extra)
 
     def resend(self, caller: Caller, email_id: str) -> SentLogEntry:
         found = self.sent_log.get_with_request(caller.tenant_id, email_id)

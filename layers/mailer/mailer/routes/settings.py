@@ -15,6 +15,14 @@ from mailer.settings.models import Profile, SettingsInput, SettingsView
 router = Router()
 
 
+class ProviderLimits(BaseModel):
+    """The preset's sending budget: what a null in the settings' `limits` stands for."""
+
+    per_minute: int | None
+    per_day: int | None
+    connections: int | None
+
+
 class Provider(BaseModel):
     id: str
     name: str
@@ -22,6 +30,7 @@ class Provider(BaseModel):
     port: int
     security: str
     hint: str
+    limits: ProviderLimits
 
 
 @router.get(
@@ -43,7 +52,7 @@ def list_providers(caller: CurrentCaller) -> list[Provider]:
     responses=problem_responses(404),
 )
 def get_settings(profile: Profile, caller: CurrentCaller, svc: Wired) -> SettingsView:
-    return svc.settings.get(caller, profile)
+    return svc.settings.describe(caller, profile)
 
 
 @router.put(
@@ -58,7 +67,7 @@ def put_settings(
 ) -> SettingsView:
     saved = svc.settings.save(caller, profile, settings)
     metrics.add_metric(name="SettingsSaved", unit="Count", value=1)
-    return saved
+    return svc.settings.with_usage(caller, saved)
 
 
 @router.delete(

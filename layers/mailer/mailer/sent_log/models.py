@@ -11,7 +11,7 @@ from mailer.delivery.transports.base import Delivery
 from mailer.ids import new_id, utc_now
 
 EntryKind = Literal["test", "document", "automation"]
-EntryStatus = Literal["sent", "failed", "queued"]
+EntryStatus = Literal["sent", "failed", "queued", "unknown"]  # unknown: may have been sent, unrecorded
 
 
 class AttachmentInfo(BaseModel):

@@ -119,7 +119,11 @@ class AccountTest:
         failure: Failure | None = None
         try:
             delivery = deliver(
-                profile, message, self.config, time.monotonic() + self.config.send_deadline_seconds
+                profile,
+                message,
+                self.config,
+                time.monotonic() + self.config.send_deadline_seconds,
+                self.settings.budgets,
             )
         except DeliveryFailed as exc:
             failure = exc.failure

@@ -66,6 +66,23 @@ def valid_timezone(value: str) -> str:
     return value
 
 
+class LimitsInput(BaseModel):
+    """A sending account's budget; each null is the provider preset's default (GET /providers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: int | None = Field(default=None, ge=1, le=10_000)  # messages a minute
+    per_day: int | None = Field(default=None, ge=1, le=1_000_000)  # recipients a day
+    connections: int | None = Field(default=None, ge=1, le=50)  # connections open at once
+
+
+class Usage(BaseModel):
+    """What the account sent: messages this minute, recipients today (UTC)."""
+
+    last_minute: int
+    today: int
+
+
 HeaderText = Annotated[str, AfterValidator(reject_line_breaks)]
 EmailAddress = Annotated[str, Field(max_length=320), AfterValidator(valid_email)]
 HostName = Annotated[str, Field(max_length=253), AfterValidator(valid_host)]
@@ -93,6 +110,7 @@ class SettingsInput(BaseModel):
     timezone: TimeZoneName | None = None
     ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
+    limits: LimitsInput | None = None
 
     # The fields the body named, before presets filled in others (an OAuth profile's PUT checks them).
     _given: frozenset[str] = PrivateAttr(default=frozenset())
@@ -219,9 +237,17 @@ class SettingsView(BaseModel):
     timezone: str | None = None
     ses_region: str | None = None
     ses_configuration_set: str | None = None
+    limits: LimitsInput = Field(default_factory=LimitsInput)  # as saved: null = the preset's
+    limits_in_effect: LimitsInput | None = None  # the saved ones with the preset's defaults filled in
+    usage: Usage | None = None  # GET only
     updated_at: str | None = None
     updated_by: str | None = None
     warnings: list[SettingsWarning] = Field(default_factory=list)
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _no_limits_saved(cls, value: Any) -> Any:
+        return {} if value is None else value  # settings saved before budgets existed
 
 
 STORED_FIELDS = (
@@ -239,9 +265,10 @@ STORED_FIELDS = (
     "timezone",
     "ses_region",
     "ses_configuration_set",
+    "limits",
 )
 # What PUT may change on an OAuth profile without connecting it again, and what the connection fixes.
-OAUTH_EDITABLE = ("from_name", "from_email", "bcc", "reply_to", "notify_email", "timezone")
+OAUTH_EDITABLE = ("from_name", "from_email", "bcc", "reply_to", "notify_email", "timezone", "limits")
 OAUTH_FIXED = tuple(name for name in STORED_FIELDS if name not in OAUTH_EDITABLE)
 
 

@@ -10,6 +10,7 @@ from mailer.delivery.transports.gmail import GmailTransport
 from mailer.delivery.transports.graph import GraphTransport
 from mailer.delivery.transports.ses import SesTransport
 from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
+from mailer.settings.budget import Lease, SendingBudgets
 from mailer.settings.models import SettingsView
 from mailer.settings.service import SendingProfile
 from mailer.settings.tokens import TokenSource
@@ -75,17 +76,31 @@ def open_authenticated(
 
 
 class TransportPool:
-    """Open connections by sender for one batch: opened on first use, dropped when broken, closed at end."""
+    """Open connections by sender for one batch: opened on first use, dropped when broken, closed at end.
 
-    def __init__(self, config: MailerConfig, deadline: float | None = None) -> None:
+    With `budgets`, each open connection holds a lease on one of its account's connection slots
+    (for `lease_seconds` at most, so a function that dies frees it); opening one more than the
+    account allows raises TooManyRequests before any connection is made.
+    """
+
+    def __init__(
+        self,
+        config: MailerConfig,
+        deadline: float | None = None,
+        budgets: SendingBudgets | None = None,
+        lease_seconds: float | None = None,
+    ) -> None:
         self.config = config
         self.deadline = deadline
+        self.budgets = budgets
+        self.lease_seconds = lease_seconds or config.send_deadline_seconds + 5
         self._open: dict[str, TransportBase] = {}
+        self._leases: dict[str, Lease] = {}
 
     def send(self, sender_key: str, profile: SendingProfile, message: OutgoingMessage) -> Delivery:
         transport = self._open.get(sender_key)
         if transport is None:
-            transport = self._open[sender_key] = open_authenticated(profile, self.config, self.deadline)
+            transport = self._open_new(sender_key, profile)
         try:
             return transport.send(message)
         except DeliveryFailed as exc:
@@ -93,10 +108,30 @@ class TransportPool:
                 self.drop(sender_key)
             raise
 
+    def _open_new(self, sender_key: str, profile: SendingProfile) -> TransportBase:
+        if self.budgets is not None and profile.tenant_id is not None:
+            lease = self.budgets.lease(profile.tenant_id, profile.settings, self.lease_seconds)
+            if lease is not None:
+                self._leases[sender_key] = lease
+        try:
+            transport = self._open[sender_key] = open_authenticated(profile, self.config, self.deadline)
+        except BaseException:
+            self._release(sender_key)
+            raise
+        return transport
+
+    def _release(self, sender_key: str) -> None:
+        lease = self._leases.pop(sender_key, None)
+        if lease is not None:
+            lease.release()
+
     def drop(self, sender_key: str) -> None:
         transport = self._open.pop(sender_key, None)
-        if transport is not None:
-            transport.close()
+        try:
+            if transport is not None:
+                transport.close()
+        finally:
+            self._release(sender_key)
 
     def close(self) -> None:
         for key in list(self._open):
@@ -110,8 +145,17 @@ class TransportPool:
 
 
 def deliver(
-    profile: SendingProfile, message: OutgoingMessage, config: MailerConfig, deadline: float | None = None
+    profile: SendingProfile,
+    message: OutgoingMessage,
+    config: MailerConfig,
+    deadline: float | None = None,
+    budgets: SendingBudgets | None = None,
 ) -> Delivery:
-    """Send one message over a connection of its own, over by `deadline` (monotonic) if given."""
-    with TransportPool(config, deadline) as pool:
+    """Send one message over a connection of its own, over by `deadline` (monotonic) if given.
+
+    With `budgets` (interactive sends), the message is counted against its account's budget first:
+    over it, TooManyRequests is raised and nothing is sent."""
+    if budgets is not None and profile.tenant_id is not None:
+        budgets.take(profile.tenant_id, profile.settings, recipients=len(message.recipients))
+    with TransportPool(config, deadline, budgets) as pool:
         return pool.send("single", profile, message)

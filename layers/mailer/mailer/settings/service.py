@@ -14,6 +14,7 @@ from mailer.delivery.guard import AddressGuard, AddressNotAllowed
 from mailer.errors import Conflict, FieldError, Forbidden, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
 from mailer.ids import utc_now
+from mailer.settings.budget import SendingBudgets
 from mailer.settings.models import (
     OAUTH_EDITABLE,
     OAUTH_FIXED,
@@ -71,6 +72,7 @@ class SendingProfile:
     password_source: Callable[[bool], str | None]
     password_cached: bool
     tokens: TokenSource | None = None  # OAuth profiles: access tokens instead of a password
+    tenant_id: str | None = None  # whose sending budget it counts against
 
     def password(self, *, force_fetch: bool = False) -> str | None:
         return self.password_source(force_fetch)
@@ -85,8 +87,10 @@ class SettingsService:
         *,
         oauth: OAuthProviders | None = None,
         guard: AddressGuard | None = None,
+        budgets: SendingBudgets | None = None,
     ) -> None:
         self.store = store
+        self.budgets = budgets or SendingBudgets(None)
         self.guard = guard or AddressGuard()
         self.secrets = secrets
         self.clock = clock
@@ -102,6 +106,7 @@ class SettingsService:
             | {"profile": ref.profile, "auth": item.get("auth") or "password"}
         )
         view.warnings = settings_warnings(view)
+        view.limits_in_effect = SendingBudgets.shown(view)
         return view
 
     def get(self, caller: Caller, profile: Profile) -> SettingsView:
@@ -110,6 +115,14 @@ class SettingsService:
         if item is None:
             raise NotFound(f"No {profile} email settings are saved yet.")
         return self._view(ref, item)
+
+    def describe(self, caller: Caller, profile: Profile) -> SettingsView:
+        """The settings as GET shows them: with the account's usage of its sending budget."""
+        return self.with_usage(caller, self.get(caller, profile))
+
+    def with_usage(self, caller: Caller, view: SettingsView) -> SettingsView:
+        view.usage = self.budgets.usage(caller.tenant_id, view)
+        return view
 
     def save(self, caller: Caller, profile: Profile, data: SettingsInput) -> SettingsView:
         if not self.may_write(caller, profile):
@@ -191,15 +204,23 @@ class SettingsService:
         return self._sending_profile(ref, view)
 
     def _sending_profile(self, ref: ProfileRef, view: SettingsView) -> SendingProfile:
+        tenant = ref.tenant_id
         if view.auth == "oauth" and view.oauth is not None:
             return SendingProfile(
-                view, lambda _force: None, password_cached=False, tokens=self.tokens(ref, view)
+                view,
+                lambda _force: None,
+                password_cached=False,
+                tokens=self.tokens(ref, view),
+                tenant_id=tenant,
             )
         if not view.password_set:
-            return SendingProfile(view, lambda _force: None, password_cached=False)
+            return SendingProfile(view, lambda _force: None, password_cached=False, tenant_id=tenant)
         name = self.secrets.name_for(ref.tenant_id, ref.key)
         return SendingProfile(
-            view, lambda force: self.secrets.get(name, force_fetch=force), password_cached=True
+            view,
+            lambda force: self.secrets.get(name, force_fetch=force),
+            password_cached=True,
+            tenant_id=tenant,
         )
 
     def unsaved_profile(
@@ -221,12 +242,13 @@ class SettingsService:
         data.check(target, password_saved=bool(lender and lender.password_set))
         view = SettingsView.model_validate(data.model_dump(include=set(STORED_FIELDS)) | {"profile": target})
         view.password_set = data.password is not None or bool(lender and lender.password_set)
+        tenant = caller.tenant_id
         if data.password is not None:
             password = data.password.get_secret_value()
-            return SendingProfile(view, lambda _force: password, password_cached=False)
+            return SendingProfile(view, lambda _force: password, password_cached=False, tenant_id=tenant)
         if lender is not None and lend_from is not None:
             return self._sending_profile(profile_ref(caller, lend_from), view)
-        return SendingProfile(view, lambda _force: None, password_cached=False)
+        return SendingProfile(view, lambda _force: None, password_cached=False, tenant_id=tenant)
 
     # OAuth profiles
     def tokens(self, ref: ProfileRef, view: SettingsView) -> TokenSource:

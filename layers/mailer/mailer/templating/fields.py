@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from mailer.settings.models import SettingsView
 
-TemplateKind = Literal["document", "automation"]
+# "invoice": invoice reminders, which know the customer, the company and the invoice, not a work order.
+TemplateKind = Literal["document", "automation", "invoice"]
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,16 @@ class MergeField:
         return data
 
 
-_BOTH: tuple[TemplateKind, ...] = ("document", "automation")
+_EVERY: tuple[TemplateKind, ...] = ("document", "automation", "invoice")
+_CUSTOMER: tuple[TemplateKind, ...] = ("automation", "invoice")
+_INVOICE: tuple[TemplateKind, ...] = ("invoice",)
 _AUTO: tuple[TemplateKind, ...] = ("automation",)
 _DOC: tuple[TemplateKind, ...] = ("document",)
 
 MERGE_FIELDS: tuple[MergeField, ...] = (
-    MergeField(1, "customer.name", "Customer's full name", "Dana Whitfield", _AUTO),
-    MergeField(2, "customer.first_name", "Customer's first name", "Dana", _AUTO),
-    MergeField(3, "customer.email", "Customer's email address", "dana@example.com", _AUTO),
+    MergeField(1, "customer.name", "Customer's full name", "Dana Whitfield", _CUSTOMER),
+    MergeField(2, "customer.first_name", "Customer's first name", "Dana", _CUSTOMER),
+    MergeField(3, "customer.email", "Customer's email address", "dana@example.com", _CUSTOMER),
     MergeField(4, "customer.phone", "Customer's phone number", "(312) 555-0142", _AUTO),
     MergeField(5, "site.address", "Service address of the work order", "1420 W Elm St, Springfield", _AUTO),
     MergeField(10, "work_order.number", "Work order number", "WO-1001", _AUTO),
@@ -53,9 +56,9 @@ MERGE_FIELDS: tuple[MergeField, ...] = (
         '<img src="cid:technician-photo">',
         _AUTO,
     ),
-    MergeField(40, "company.name", "Your company name (the company From name)", "Acme Plumbing", _BOTH),
-    MergeField(41, "company.email", "Your company's sending address", "office@acme.example", _BOTH),
-    MergeField(42, "company.reply_to", "Where replies go", "office@acme.example", _BOTH),
+    MergeField(40, "company.name", "Your company name (the company From name)", "Acme Plumbing", _EVERY),
+    MergeField(41, "company.email", "Your company's sending address", "office@acme.example", _EVERY),
+    MergeField(42, "company.reply_to", "Where replies go", "office@acme.example", _EVERY),
     MergeField(50, "document.type", "Document type", "Invoice", _DOC),
     MergeField(51, "document.number", "Document number", "INV-1001", _DOC),
     MergeField(52, "document.customer_name", "Customer on the document", "Dana Whitfield", _DOC),
@@ -64,7 +67,21 @@ MERGE_FIELDS: tuple[MergeField, ...] = (
     MergeField(55, "document.due_date", "Due date", "December 1, 2026", _DOC),
     MergeField(60, "sender.name", "Name of the person or account sending", "Jamie Cole", _DOC),
     MergeField(61, "sender.email", "Address the email is sent from", "jamie@acme.example", _DOC),
-    MergeField(70, "today", "Today's date in the company's time zone", "November 23, 2026", _BOTH),
+    MergeField(70, "today", "Today's date in the company's time zone", "November 23, 2026", _EVERY),
+    MergeField(80, "invoice.number", "Invoice number", "INV-1001", _INVOICE),
+    MergeField(81, "invoice.issue_date", "Date the invoice was issued", "November 1, 2026", _INVOICE),
+    MergeField(82, "invoice.due_date", "Date the invoice is due", "December 1, 2026", _INVOICE),
+    MergeField(83, "invoice.total", "Invoice total, without the currency", "120.00", _INVOICE),
+    MergeField(84, "invoice.amount_due", "Amount still to pay, without the currency", "120.00", _INVOICE),
+    MergeField(85, "invoice.currency", "Currency code of the amounts", "USD", _INVOICE),
+    MergeField(86, "invoice.days_overdue", "Days past the due date (0 until then)", "7", _INVOICE),
+    MergeField(
+        87,
+        "invoice.payment_url",
+        "Where the customer pays online (empty if none)",
+        "https://pay.example/i/1001",
+        _INVOICE,
+    ),
 )
 
 BY_NUMBER: dict[int, MergeField] = {f.number: f for f in MERGE_FIELDS}

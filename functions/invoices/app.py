@@ -1,0 +1,23 @@
+"""Invoices function: invoice sync and reads, and the company's invoice reminder rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailer.api import http_app
+from mailer.observability import logger, metrics, tracer
+from mailer.routes import invoices
+from mailer.services import boot
+
+services = boot("invoices_table", "ledger_table")
+app = http_app(invoices.router, logger=logger, services=services)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -206,6 +206,32 @@ def _automation_examples(stack: LocalStack) -> list[tuple[str, str]]:
     ]
 
 
+def _budget_examples(stack: LocalStack) -> list[tuple[str, str]]:
+    url, today = stack.api_url, stack.demo_today or demo_data.today_in()
+    burst_run = today + timedelta(days=demo_data.BURST_DAYS - 1)
+    settings = {k: v for k, v in demo_settings(stack.config).items() if k != "password"}  # kept as saved
+    return [
+        (
+            "Allow the company account 5 emails a minute (null limits: the provider preset's)",
+            _curl("PUT", f"{url}/settings/company", settings | {"limits": {"per_minute": 5}}),
+        ),
+        (
+            f"A burst: the run of {burst_run} queues {len(demo_data.BURST)} reminders "
+            f"({demo_data.BURST[0]}..{demo_data.BURST[-1]}); 5 are sent now, the other 3 are deferred "
+            "to the next minute (the console says `deferred: over the sending budget`) and arrive then",
+            _curl("POST", f"{url}/automations/reminder/run", {"date": burst_run.isoformat()}),
+        ),
+        (
+            "The account's usage (last_minute, today) and its limits in effect",
+            _curl("GET", f"{url}/settings/company"),
+        ),
+        (
+            "Over budget, an interactive send is refused: 429 with Retry-After, nothing sent",
+            _curl("POST", f"{url}/settings/company/test", {"to": "you@demo.test"}),
+        ),
+    ]
+
+
 def automated_email_help(stack: LocalStack) -> list[str]:
     url = stack.api_url
     tomorrow = (stack.demo_today or demo_data.today_in()) + timedelta(days=1)
@@ -216,6 +242,9 @@ def automated_email_help(stack: LocalStack) -> list[str]:
         f"  around tomorrow, {tomorrow} ({demo_data.TIMEZONE}); nothing is sent until you ask:",
         "",
         *_examples(_automation_examples(stack)),
+        "  Sending budgets: a limit per minute, per day and on connections, across every worker.",
+        "",
+        *_examples(_budget_examples(stack)),
         *textwrap.wrap(
             f"The emails land in {stack.mail_dir} (MAIL_DIR), one .eml each; this console prints a line"
             f" per message received{',' if logged else ' and'} per outbox message the worker handled"

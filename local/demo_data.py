@@ -16,6 +16,10 @@ AUTOMATION_TYPES = ("reminder", "confirmation", "thank_you")
 AUTOMATION_INPUT_FIELDS = ("type", "active", "subject", "body_html", "body_text", "days_before")
 
 REMINDED = ("WO-1001", "WO-1002", "WO-1007")  # due a reminder from the run of `today`
+# A burst for the sending budget: eight jobs on the same day, three weeks out, all due a reminder
+# from the run of the day before.
+BURST = tuple(f"WO-20{n:02d}" for n in range(1, 9))
+BURST_DAYS = 21
 
 
 def today_in(zone: str = TIMEZONE) -> date:
@@ -138,6 +142,26 @@ def demo_work_orders(today: date) -> dict[str, dict[str, Any]]:
             "Boiler replacement, day 2 of 2",
             parent_id="WO-1007",
         ),
+    } | burst_work_orders(today)
+
+
+def burst_work_orders(today: date) -> dict[str, dict[str, Any]]:
+    """Eight customers on one day (BURST): what a budget of 5 a minute takes two minutes to send."""
+    day = today + timedelta(days=BURST_DAYS)
+    return {
+        number: {
+            "number": number,
+            "status": "scheduled",
+            "confirmation_status": "none",
+            "scheduled_start": _at(day, 8 + n),
+            "scheduled_end": _at(day, 9 + n),
+            "parent_id": None,
+            "customer": _customer(f"Burst Customer {n + 1}", f"burst{n + 1}@demo.test"),
+            "technician": {"name": "Jake Miller", "photo_upload_id": None},
+            "site_address": f"{100 + n} Oak St, Springfield, IL 62704",
+            "description": "Annual furnace check",
+        }
+        for n, number in enumerate(BURST)
     }
 
 

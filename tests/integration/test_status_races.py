@@ -110,3 +110,25 @@ def test_each_transition_mails_once_however_often_its_message_comes(api, company
     outbox.sqs.send_message(QueueUrl=outbox.url, MessageBody=first["Body"])  # or it is queued again
     assert again["batchItemFailures"] == [] and outbox.drain() == []
     assert len(mail_server.messages) == 2
+
+
+def test_five_reminder_runs_at_the_same_moment_send_each_reminder_once(api, company, outbox, mail_server):
+    activate(api, "reminder")
+    orders = [f"WO-{n}" for n in range(1, 8)]
+    tomorrow = RUN_DATE.fromordinal(RUN_DATE.toordinal() + 1)
+    for number in orders:
+        sync(api, number, work_order(number, tomorrow))
+
+    [answers] = call_together(
+        CONTAINERS,
+        [Request("POST", "/automations/reminder/run", {"date": RUN_DATE.isoformat()})],
+        dict(os.environ),
+        warm_up=Request("GET", "/automations/reminder"),
+    )
+    assert [a.status for a in answers] == [200] * CONTAINERS, answers
+    assert sum(a.body["queued"] for a in answers) >= len(orders)  # runs that overlap queue the same ones
+
+    assert outbox.drain() == []
+    assert recipients(mail_server) == sorted(f"{n.lower()}@customer.example" for n in orders)  # once each
+    again = api.call("POST", "/automations/reminder/run", {"date": RUN_DATE.isoformat()})
+    assert again[1]["queued"] == 0

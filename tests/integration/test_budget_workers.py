@@ -18,12 +18,10 @@ from collections import Counter
 from typing import Any
 
 import boto3
-import pytest
 
 from local.template import Template
-from tests.support.api import Api, cold_start
 from tests.support.factories import TOMORROW, company_settings, work_order
-from tests.support.processes import LOAD_TIMEOUT, SlowContext, moto_server
+from tests.support.processes import LOAD_TIMEOUT, SlowContext
 from tests.support.steps import activate, run_reminders, save_settings, sync
 
 ACCOUNT = "billing@acme.example"
@@ -93,14 +91,6 @@ def _container(
     except BaseException:  # noqa: BLE001 - reported to the test
         ready.set()
         answers.put(("error", traceback.format_exc()))
-
-
-@pytest.fixture
-def shared_api(template, function_env, trust_local_ca) -> Any:
-    with moto_server(template):
-        cold_start(template)
-        yield Api(template)
-    cold_start(template)
 
 
 def minute_counts() -> dict[str, int]:

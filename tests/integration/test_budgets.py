@@ -16,9 +16,8 @@ from mailer.dal.budget_table import BudgetStore
 from mailer.errors import TooManyRequests
 from mailer.settings.budget import SendingBudgets, account_id
 from mailer.settings.models import SettingsView
-from tests.support.api import Api, cold_start
 from tests.support.factories import smtp_settings
-from tests.support.processes import Invocations, moto_server
+from tests.support.processes import Invocations
 from tests.support.steps import save_settings
 
 PASSWORD = "Corr3ct-Horse-Battery"
@@ -176,15 +175,6 @@ def test_two_profiles_on_one_mailbox_share_a_budget():
 
 
 # --- 20 containers at once --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shared_api(template, function_env, trust_local_ca) -> Any:
-    """The API in this process against one moto server that handler processes reach too."""
-    with moto_server(template):
-        cold_start(template)
-        yield Api(template)
-    cold_start(template)
 
 
 def test_twenty_containers_at_once_send_exactly_the_per_minute_limit(shared_api, template, mail_server):

@@ -22,7 +22,7 @@ from mailer.config import ConfigError
 from mailer.idempotency import HEADER
 from tests.support.api import Api, cold_start
 from tests.support.factories import pdf_file, smtp_settings
-from tests.support.processes import Invocations, moto_server
+from tests.support.processes import Invocations
 from tests.support.steps import save_settings
 
 PASSWORD = "Corr3ct-Horse-Battery"
@@ -119,15 +119,6 @@ def mail_server(smtp_server):
 @pytest.fixture
 def company(api, trust_local_ca, mail_server):
     return save_settings(api, company_settings(mail_server.port))
-
-
-@pytest.fixture
-def shared_api(template, function_env, trust_local_ca) -> Any:
-    """The API in this process against one moto server that handler processes reach too."""
-    with moto_server(template):
-        cold_start(template)
-        yield Api(template)
-    cold_start(template)
 
 
 # --- one process ------------------------------------------------------------------------------------

@@ -210,6 +210,13 @@ def invoice_samples() -> dict[str, HttpRequest]:
             "PUT", "/invoices/INV-1001", invoice, INVOICE_SYNC, invoice_id="INV-1001"
         ),
         "invoice-get": json_request("GET", "/invoices/INV-1001", invoice, invoice_id="INV-1001"),
+        "invoice-remind": json_request(
+            "POST",
+            "/invoices/INV-1001/remind",
+            invoice + "/remind",
+            {"rule_id": "overdue"},
+            invoice_id="INV-1001",
+        ),
         "customer-invoices": HttpRequest(
             method="GET",
             path="/customers/C-17/invoices",

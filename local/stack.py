@@ -112,9 +112,9 @@ class LocalStack:
             self._load_functions()
             self._seed()
             self._start_pollers()
-            self._start_api()
             if self.api_pool is not None:
-                self.api_pool.wait_ready()  # up means the API answers at once
+                self.api_pool.wait_ready()  # up means the API answers at once: no request before it
+            self._start_api()
         except BaseException:
             self.stop()
             raise

@@ -1,4 +1,4 @@
-"""Invoices function: invoice sync and reads, and the company's invoice reminder rules."""
+"""Invoices function: invoice sync and reads, a reminder sent on request, and the invoice reminder rules."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailer import idempotency
 from mailer.api import http_app
 from mailer.observability import logger, metrics, tracer
 from mailer.routes import invoices
 from mailer.services import boot
 
-services = boot("invoices_table", "ledger_table")
+services = boot("invoices_table", "ledger_table", "attachments_bucket", "idempotency_table")
 app = http_app(invoices.router, logger=logger, services=services)
 
 
@@ -20,4 +21,5 @@ app = http_app(invoices.router, logger=logger, services=services)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)  # a crashed reminder holds its key until this times out
     return app.resolve(event, context)

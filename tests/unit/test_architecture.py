@@ -25,8 +25,20 @@ MAY_IMPORT = {
     },
     "work_orders": {"work_orders", "settings.models", "templating", "delivery"},
     # A domain room beside work_orders: its models and rules know only the rooms below; its use cases
-    # (invoices.py, rule_service.py) use dal, as the automations do.
-    "billing": {"billing", "work_orders.models", "settings.models", "templating", "delivery", "dal"},
+    # (invoices.py, rule_service.py) use dal, as the automations do. A reminder sent on request
+    # (remind.py) sends from the company account (settings: its profile, `deliver`, budgets), with the
+    # invoice's PDF under document email's attachment policy (documents), into the sent log.
+    "billing": {
+        "billing",
+        "work_orders.models",
+        "settings",
+        "templating",
+        "delivery",
+        "dal",
+        "documents.attachments",
+        "documents.models",
+        "sent_log.models",
+    },
     "sent_log": {"sent_log", "dal", "delivery"},
 }
 

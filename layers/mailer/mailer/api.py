@@ -76,6 +76,7 @@ def problem_responses(*statuses: int, success: int | None = 200) -> dict[int, An
         410: "Gone: the attachment is no longer kept",
         413: "Attachments too large",
         415: "The body is not sent as application/json",
+        429: "A sending limit of the account is reached; nothing was sent (Retry-After says when to retry)",
         422: "Invalid request; `errors` names each field (`body` when it is not usable JSON)",
         502: "The mail server refused the send",
         503: "A backing service is unavailable; retry",

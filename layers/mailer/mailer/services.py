@@ -18,6 +18,7 @@ from mailer.automations.status import StatusChanges, WorkOrderSync
 from mailer.automations.sweep import ClaimSweep
 from mailer.automations.worker import OutboxWorker, WorkerDeps
 from mailer.billing.invoices import InvoiceSync
+from mailer.billing.remind import InvoiceReminders
 from mailer.billing.rule_service import InvoiceRuleService
 from mailer.config import MailerConfig, OAuthConfig
 from mailer.dal.attachments_bucket import AttachmentStore
@@ -186,6 +187,19 @@ class Services:
     @cached_property
     def invoice_rules(self) -> InvoiceRuleService:
         return InvoiceRuleService(self.store, utc_now)
+
+    @cached_property
+    def invoice_reminders(self) -> InvoiceReminders:
+        """Reminders sent on request; their sent-log entries are written as document email's are."""
+        return InvoiceReminders(
+            self.settings,
+            self.invoices,
+            self.invoice_rules,
+            self.attachments,
+            self.config,
+            self.documents.keep_entry,
+            self.logger,
+        )
 
 
 def make_services() -> Services:

@@ -161,7 +161,7 @@ class DocumentEmailService:
             "body_html": rendered.html,
             "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
         }
-        self._log(caller.tenant_id, entry, stored)
+        self.keep_entry(caller.tenant_id, entry, stored)
         if failure:
             self.logger.info(
                 "document email failed", extra={"category": failure.category, "email_id": entry.id}
@@ -169,7 +169,7 @@ class DocumentEmailService:
             raise DeliveryFailed(failure, email_id=entry.id)
         return entry
 
-    def _log(self, tenant_id: str, entry: SentLogEntry, stored: dict[str, Any]) -> None:
+    def keep_entry(self, tenant_id: str, entry: SentLogEntry, stored: dict[str, Any]) -> None:
         """Keep the entry, with the request its resend needs, so that the id the caller gets is found.
         The sent log is tried SENT_LOG_TRIES times with short pauses, within SENT_LOG_SECONDS (the
         caller is waiting); then the outbox queue takes it, as a `sent_log` message the worker writes

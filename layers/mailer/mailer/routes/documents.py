@@ -54,7 +54,7 @@ def preview(body: DocumentPreviewRequest, caller: CurrentCaller, svc: Wired) -> 
     summary="Email a document with its attachments",
     tags=["documents"],
     operation_id="sendDocument",
-    responses=problem_responses(404, 409, 410, 413, 502),
+    responses=problem_responses(404, 409, 410, 413, 429, 502),
 )
 @idempotent
 def send_document(body: DocumentEmailRequest, caller: CurrentCaller, svc: Wired) -> SentLogEntry:

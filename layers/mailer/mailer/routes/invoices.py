@@ -1,5 +1,5 @@
 """/invoices, /customers/{id}/invoices and /invoice-reminders: invoices synced by the business
-application, and the rules that remind customers of them."""
+application, a reminder of one sent on request, and the rules that remind customers of them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailer.api import JSON, CurrentCaller, problem_responses
 from mailer.billing.models import RECORD_ID, InvoiceInput, InvoiceList, InvoiceStatus, InvoiceView
+from mailer.billing.remind import RemindRequest
 from mailer.billing.rules import RULE_ID, ReminderRule, ReminderRuleInput
+from mailer.idempotency import idempotent
+from mailer.observability import metrics
 from mailer.routes import Wired
+from mailer.sent_log.models import SentLogEntry
 
 router = Router()
 InvoicePathId = Annotated[str, Path(pattern=RECORD_ID)]
@@ -42,6 +46,22 @@ def put_invoice(
 )
 def get_invoice(invoice_id: InvoicePathId, caller: CurrentCaller, svc: Wired) -> InvoiceView:
     return svc.invoice_sync.get(caller, invoice_id)
+
+
+@router.post(
+    "/invoices/<invoice_id>/remind",
+    summary="Send a reminder of the invoice now, with a rule's wording (default: overdue)",
+    tags=["invoices"],
+    operation_id="remindInvoice",
+    responses=problem_responses(404, 409, 410, 413, 429, 502),
+)
+@idempotent
+def remind_invoice(
+    invoice_id: InvoicePathId, body: RemindRequest, caller: CurrentCaller, svc: Wired
+) -> SentLogEntry:
+    entry = svc.invoice_reminders.remind(caller, invoice_id, body)
+    metrics.add_metric(name="InvoiceReminderSent", unit="Count", value=1)
+    return entry
 
 
 @router.get(

@@ -55,7 +55,7 @@ def get_email(email_id: EmailId, caller: CurrentCaller, svc: Wired) -> SentLogEn
     summary="Send a logged document email again",
     tags=["sent log"],
     operation_id="resendEmail",
-    responses=problem_responses(404, 409, 410, 413, 502),
+    responses=problem_responses(404, 409, 410, 413, 429, 502),
 )
 @idempotent
 def resend(email_id: EmailId, caller: CurrentCaller, svc: Wired) -> SentLogEntry:

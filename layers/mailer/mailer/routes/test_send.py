@@ -23,7 +23,7 @@ def _counted(result: AccountTestResult) -> AccountTestResult:
     summary="Send a test message with saved settings",
     tags=["test"],
     operation_id="testSavedSettings",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 429),
 )
 def test_saved(
     profile: Profile, body: TestSavedInput, caller: CurrentCaller, svc: Wired
@@ -36,7 +36,7 @@ def test_saved(
     summary="Send a test message with settings not yet saved",
     tags=["test"],
     operation_id="testUnsavedSettings",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 429),
 )
 def test_unsaved(body: TestUnsavedInput, caller: CurrentCaller, svc: Wired) -> AccountTestResult:
     return _counted(svc.account_test.unsaved(caller, body))

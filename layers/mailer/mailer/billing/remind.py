@@ -1,0 +1,189 @@
+"""An invoice reminder sent now, on request (POST /invoices/{id}/remind): a rule's wording filled in
+with the invoice, from the company account, with the invoice's PDF when the rule attaches it, logged
+in the sent log as the daily run's reminders are (`automation` `invoice_reminder`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+
+from mailer.billing.models import Invoice, invoice_context
+from mailer.billing.rule_service import InvoiceRuleService
+from mailer.billing.rules import INVOICE_REMINDER, ReminderRule, RuleId
+from mailer.config import MailerConfig
+from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.invoices_table import InvoiceStore
+from mailer.delivery.classify import every_visible_recipient_refused
+from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.html_text import html_to_text
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.delivery.transports.base import Delivery
+from mailer.documents.attachments import LoadedAttachments, load_attachments
+from mailer.documents.models import AttachmentRef, Rendered
+from mailer.errors import Conflict, InvalidInput, NotFound
+from mailer.identity import Caller
+from mailer.ids import utc_now
+from mailer.sent_log.models import SentLogEntry
+from mailer.settings.models import SettingsView
+from mailer.settings.sending import deliver
+from mailer.settings.service import SendingProfile, SettingsService
+from mailer.templating.engine import render, render_subject
+from mailer.templating.fields import company_values, long_date
+from mailer.work_orders.models import valid_address
+
+DEFAULT_RULE = "overdue"  # whose wording a reminder without a rule_id has
+LogEntry = Callable[[str, SentLogEntry, dict[str, Any]], None]  # (tenant, entry, what it keeps)
+
+
+class RemindRequest(BaseModel):
+    """Body of POST /invoices/{id}/remind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_id: RuleId | None = None
+
+
+def reminder_wording(rule: ReminderRule, invoice: Invoice, company: SettingsView, zone: ZoneInfo) -> Rendered:
+    """The rule's subject and bodies filled in with the invoice, its customer and the company;
+    `invoice.days_overdue` and `today` count from today in the company's time zone."""
+    today = datetime.now(zone).date()
+    context = invoice_context(invoice, today) | {
+        "company": company_values(company),
+        "today": long_date(today),
+    }
+    html = render(rule.body_html, context, html=True)
+    text = render(rule.body_text, context, html=False) if rule.body_text else html_to_text(html)
+    return Rendered(subject=render_subject(rule.subject, context), html=html, text=text)
+
+
+def reminder_document(invoice: Invoice) -> dict[str, Any]:
+    """The sent log's `document` of a reminder: the invoice as POST /documents/email names one, so
+    GET /emails?document_type=invoice&document_number=... finds its reminders beside its emails."""
+    return {
+        "type": "invoice",
+        "number": invoice.number,
+        "customer_name": invoice.customer.name,
+        "amount": invoice.amount_due,
+        "currency": invoice.currency,
+        "due_date": invoice.due_date.isoformat(),
+        "invoice_id": invoice.id,
+    }
+
+
+@dataclass
+class InvoiceReminders:
+    settings: SettingsService
+    invoices: InvoiceStore
+    rules: InvoiceRuleService
+    attachments: AttachmentStore
+    config: MailerConfig
+    log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService._log)
+    logger: Any = None
+
+    def remind(self, caller: Caller, invoice_id: str, body: RemindRequest) -> SentLogEntry:
+        """Send the rule's reminder of the invoice now and log it; any user of the company may.
+
+        Unlike the daily run, a reminder asked for by a person does not look at the customer's
+        automated contact method, the rule's `active` flag, its days or `min_amount_due`: it needs
+        only an open invoice (409 when paid or void) and a valid customer address (422 naming
+        `customer.email`). It is not an automated message (no `Auto-Submitted`: a person asked for
+        it), and it is not counted in the daily run's ledger, so it neither takes nor blocks a
+        scheduled reminder.
+        """
+        invoice = self.invoices.get(caller.tenant_id, invoice_id)
+        if invoice is None:
+            raise NotFound(f"No invoice {invoice_id}.")
+        rule = self.rules.get(caller.tenant_id, body.rule_id or DEFAULT_RULE)
+        if invoice.status != "open":
+            raise Conflict(f"Invoice {invoice.number} is {invoice.status}: it gets no more reminders.")
+        address = invoice.customer.email
+        if address is None or not valid_address(address):
+            raise InvalidInput.on("customer.email", "the invoice's customer has no valid email address")
+        profile = self._company(caller)
+        loaded = self._pdf(caller, invoice, rule)
+        zone = ZoneInfo(profile.settings.timezone or self.config.default_timezone)
+        rendered = reminder_wording(rule, invoice, profile.settings, zone)
+        bcc = [profile.settings.bcc] if profile.settings.bcc else []
+        message = build_message(
+            sender=Sender(profile.settings.from_email, profile.settings.from_name, profile.settings.reply_to),
+            to=[address],
+            bcc=bcc,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=loaded.attachments,
+        )
+        created_at = utc_now()
+        delivery, failure = self._deliver(profile, message, address)
+        entry = SentLogEntry.attempt(
+            kind="automation",
+            delivery=delivery,
+            failure=failure,
+            created_at=created_at,
+            from_=profile.settings.from_email,
+            to=[address],
+            bcc=bcc,
+            subject=rendered.subject,
+            profile="company",
+            automation=INVOICE_REMINDER,
+            document=reminder_document(invoice),
+            attachments=loaded.infos,
+        )
+        kept = {
+            "invoice_id": invoice.id,
+            "rule_id": rule.rule_id,
+            "subject": rendered.subject,
+            "body_html": rendered.html,
+            "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
+        }
+        self.log(caller.tenant_id, entry, kept)
+        if failure:
+            if self.logger is not None:
+                self.logger.info(
+                    "invoice reminder failed", extra={"category": failure.category, "email_id": entry.id}
+                )
+            raise DeliveryFailed(failure, email_id=entry.id)
+        return entry
+
+    def _company(self, caller: Caller) -> SendingProfile:
+        try:
+            return self.settings.saved_profile(caller, "company")
+        except NotFound:
+            raise Conflict(
+                "The company has no email settings yet: an administrator must save them under "
+                "/settings/company."
+            ) from None
+
+    def _pdf(self, caller: Caller, invoice: Invoice, rule: ReminderRule) -> LoadedAttachments:
+        """The invoice's PDF when the rule attaches it, checked as a document email's attachments are
+        (the company's own upload, its declared size, the limit, really a PDF)."""
+        refs = (
+            [AttachmentRef(upload_id=invoice.pdf_upload_id)]
+            if rule.attach_pdf and invoice.pdf_upload_id
+            else []
+        )
+        return load_attachments(
+            self.attachments, caller.tenant_id, refs, self.config.attachment_max_bytes, resending=False
+        )
+
+    def _deliver(
+        self, profile: SendingProfile, message: OutgoingMessage, address: str
+    ) -> tuple[Delivery | None, Failure | None]:
+        """Within the interactive deadline and the account's budget (over it: 429, nothing sent)."""
+        try:
+            delivery = deliver(
+                profile,
+                message,
+                self.config,
+                time.monotonic() + self.config.send_deadline_seconds,
+                self.settings.budgets,
+            )
+        except DeliveryFailed as exc:
+            return None, exc.failure
+        return delivery, every_visible_recipient_refused(delivery.refused, [address])

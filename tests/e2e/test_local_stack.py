@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -308,26 +309,33 @@ def test_make_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    printed: list[str] = []  # stdout and stderr, each read as it comes (the banner first of all)
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: printed.extend(process.stdout or ()), daemon=True),
+        threading.Thread(target=lambda: errors.extend(process.stderr or ()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if requests.get(f"{api}/providers", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the stack did not answer within 30 s"
+        while not any(f"{api}/docs" in line for line in list(printed)):  # the banner: the stack is up
+            assert process.poll() is None, "".join(errors)
+            assert time.monotonic() < deadline, "the stack printed no banner within 30 s"
             time.sleep(0.2)
+        assert requests.get(f"{api}/providers", timeout=5).status_code == 200
         sent = requests.post(f"{api}/settings/company/test", json={"to": "you@demo.test"}, timeout=30)
         assert sent.json()["ok"] is True, sent.text
 
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=10)
+        process.wait(timeout=10)
+        for reader in readers:
+            reader.join(10)
+        stdout, stderr = "".join(printed), "".join(errors)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.wait(10)
 
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr

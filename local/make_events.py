@@ -149,6 +149,9 @@ def samples() -> dict[str, HttpRequest]:
             {"status": "en_route", "notify": True},
             work_order_id="WO-1001",
         ),
+        "work-order-remind": json_request(
+            "POST", "/work-orders/WO-1001/remind", work_order + "/remind", {}, work_order_id="WO-1001"
+        ),
         "oauth-start": json_request(
             "POST",
             "/oauth/microsoft/start",

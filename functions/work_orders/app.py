@@ -1,4 +1,5 @@
-"""Work orders function: sync, status changes (which queue email) and the reminder run on demand."""
+"""Work orders function: sync, status changes (which queue email), the reminder run on demand and a
+work order's reminder sent on request."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailer import idempotency
 from mailer.api import http_app
 from mailer.observability import logger, metrics, tracer
 from mailer.routes import automations, work_orders
 from mailer.services import boot
 
-services = boot("work_orders_table", "ledger_table", "outbox_queue_url")
+services = boot(
+    "work_orders_table", "ledger_table", "outbox_queue_url", "attachments_bucket", "idempotency_table"
+)
 app = http_app(work_orders.router, automations.run_router, logger=logger, services=services)
 
 
@@ -20,4 +24,5 @@ app = http_app(work_orders.router, automations.run_router, logger=logger, servic
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)  # a crashed reminder holds its key until this times out
     return app.resolve(event, context)

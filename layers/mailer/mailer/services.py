@@ -12,6 +12,7 @@ from functools import cache, cached_property
 from typing import Any
 
 from mailer.automations.compose import Composer
+from mailer.automations.manual import WorkOrderReminders
 from mailer.automations.planner import ReminderPlanner
 from mailer.automations.service import AutomationService
 from mailer.automations.status import StatusChanges, WorkOrderSync
@@ -196,6 +197,18 @@ class Services:
             self.invoices,
             self.invoice_rules,
             self.attachments,
+            self.config,
+            self.documents.keep_entry,
+            self.logger,
+        )
+
+    @cached_property
+    def work_order_reminders(self) -> WorkOrderReminders:
+        """Work-order reminders sent on request; their entries are written as document email's are."""
+        return WorkOrderReminders(
+            self.settings,
+            self.automations,
+            self.work_orders,
             self.config,
             self.documents.keep_entry,
             self.logger,

@@ -1,4 +1,5 @@
-"""/work-orders/{id}: work orders synced by the business application, and their status changes."""
+"""/work-orders/{id}: work orders synced by the business application, their status changes, and a
+reminder sent on request."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from mailer.api import CurrentCaller, problem_responses
+from mailer.idempotency import idempotent
 from mailer.observability import metrics
 from mailer.routes import Wired
+from mailer.sent_log.models import SentLogEntry
 from mailer.work_orders.models import StatusChange, StatusChangeResult, WorkOrder, WorkOrderInput
 
 router = Router()
@@ -54,3 +57,17 @@ def change_status(
     if result.email.queued:
         metrics.add_metric(name="AutomatedEmailQueued", unit="Count", value=1)
     return result
+
+
+@router.post(
+    "/work-orders/<work_order_id>/remind",
+    summary="Send the work order's reminder now, with the reminder automation's wording",
+    tags=["work orders"],
+    operation_id="remindWorkOrder",
+    responses=problem_responses(404, 409, 429, 502),
+)
+@idempotent
+def remind_work_order(work_order_id: WorkOrderPathId, caller: CurrentCaller, svc: Wired) -> SentLogEntry:
+    entry = svc.work_order_reminders.remind(caller, work_order_id)
+    metrics.add_metric(name="WorkOrderReminderSent", unit="Count", value=1)
+    return entry

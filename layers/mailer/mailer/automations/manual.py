@@ -4,7 +4,6 @@ logged in the sent log as the run's reminders are (`automation` `reminder`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,15 +12,12 @@ from mailer.automations.compose import compose
 from mailer.automations.service import AutomationService
 from mailer.config import MailerConfig
 from mailer.dal.work_orders_table import WorkOrderStore
-from mailer.delivery.classify import every_visible_recipient_refused
-from mailer.delivery.failures import DeliveryFailed, Failure
-from mailer.delivery.message import OutgoingMessage
-from mailer.delivery.transports.base import Delivery
+from mailer.delivery.failures import DeliveryFailed
 from mailer.errors import Conflict, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
 from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
-from mailer.settings.sending import deliver
+from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.work_orders.models import STATUS_LABELS, WorkOrder, valid_address
 
@@ -73,7 +69,7 @@ class WorkOrderReminders:
         to = [a.addr_spec for a in message.message["To"].addresses]
         subject = str(message.message["Subject"])
         created_at = utc_now()
-        delivery, failure = self._deliver(profile, message, address)
+        delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
         entry = SentLogEntry.attempt(
             kind="automation",
             delivery=delivery,
@@ -109,22 +105,6 @@ class WorkOrderReminders:
                 "The company has no email settings yet: an administrator must save them under "
                 "/settings/company."
             ) from None
-
-    def _deliver(
-        self, profile: SendingProfile, message: OutgoingMessage, address: str
-    ) -> tuple[Delivery | None, Failure | None]:
-        """Within the interactive deadline and the account's budget (over it: 429, nothing sent)."""
-        try:
-            delivery = deliver(
-                profile,
-                message,
-                self.config,
-                time.monotonic() + self.config.send_deadline_seconds,
-                self.settings.budgets,
-            )
-        except DeliveryFailed as exc:
-            return None, exc.failure
-        return delivery, every_visible_recipient_refused(delivery.refused, [address])
 
     def _mark_reminded(self, tenant_id: str, work_order: WorkOrder) -> None:
         """`confirmation_sent` on the work order as it is now, as the worker marks a scheduled

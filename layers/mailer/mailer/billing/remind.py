@@ -4,7 +4,6 @@ in the sent log as the daily run's reminders are (`automation` `invoice_reminder
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +18,9 @@ from mailer.billing.rules import INVOICE_REMINDER, ReminderRule, RuleId
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.invoices_table import InvoiceStore
-from mailer.delivery.classify import every_visible_recipient_refused
-from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.html_text import html_to_text
-from mailer.delivery.message import OutgoingMessage, Sender, build_message
-from mailer.delivery.transports.base import Delivery
+from mailer.delivery.message import Sender, build_message
 from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, InvalidInput, NotFound
@@ -31,7 +28,7 @@ from mailer.identity import Caller
 from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
-from mailer.settings.sending import deliver
+from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.templating.engine import render, render_subject
 from mailer.templating.fields import company_values, long_date
@@ -120,7 +117,7 @@ class InvoiceReminders:
             attachments=loaded.attachments,
         )
         created_at = utc_now()
-        delivery, failure = self._deliver(profile, message, address)
+        delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
         entry = SentLogEntry.attempt(
             kind="automation",
             delivery=delivery,
@@ -171,19 +168,3 @@ class InvoiceReminders:
         return load_attachments(
             self.attachments, caller.tenant_id, refs, self.config.attachment_max_bytes, resending=False
         )
-
-    def _deliver(
-        self, profile: SendingProfile, message: OutgoingMessage, address: str
-    ) -> tuple[Delivery | None, Failure | None]:
-        """Within the interactive deadline and the account's budget (over it: 429, nothing sent)."""
-        try:
-            delivery = deliver(
-                profile,
-                message,
-                self.config,
-                time.monotonic() + self.config.send_deadline_seconds,
-                self.settings.budgets,
-            )
-        except DeliveryFailed as exc:
-            return None, exc.failure
-        return delivery, every_visible_recipient_refused(delivery.refused, [address])

@@ -12,11 +12,9 @@ from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.outbox_queue import OutboxQueue
 from mailer.dal.sent_log_table import SentLogStore
-from mailer.delivery.classify import every_visible_recipient_refused
-from mailer.delivery.failures import DeliveryFailed, Failure
+from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.html_text import html_to_text
 from mailer.delivery.message import Sender, build_message
-from mailer.delivery.transports.base import Delivery
 from mailer.documents.attachments import load_attachments
 from mailer.documents.models import (
     AttachmentVersion,
@@ -32,7 +30,7 @@ from mailer.identity import Caller
 from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
-from mailer.settings.sending import deliver
+from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.templating.engine import render, render_subject
 
@@ -127,19 +125,9 @@ class DocumentEmailService:
             attachments=loaded.attachments,
         )
         created_at = utc_now()
-        failure: Failure | None = None
-        delivery: Delivery | None = None
-        try:
-            delivery = deliver(
-                profile,
-                message,
-                self.config,
-                time.monotonic() + self.config.send_deadline_seconds,
-                self.settings.budgets,
-            )
-            failure = every_visible_recipient_refused(delivery.refused, [*request.to, *request.cc])
-        except DeliveryFailed as exc:
-            failure = exc.failure
+        delivery, failure = send_now(
+            profile, message, self.config, self.settings.budgets, [*request.to, *request.cc]
+        )
         entry = SentLogEntry.attempt(
             kind="document",
             delivery=delivery,

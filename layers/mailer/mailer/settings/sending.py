@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from mailer.config import MailerConfig
-from mailer.delivery.failures import DeliveryFailed
+from mailer.delivery.classify import every_visible_recipient_refused
+from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.transports.base import Delivery, TransportBase
 from mailer.delivery.transports.gmail import GmailTransport
@@ -159,3 +162,20 @@ def deliver(
         budgets.take(profile.tenant_id, profile.settings, recipients=len(message.recipients))
     with TransportPool(config, deadline, budgets) as pool:
         return pool.send("single", profile, message)
+
+
+def send_now(
+    profile: SendingProfile,
+    message: OutgoingMessage,
+    config: MailerConfig,
+    budgets: SendingBudgets,
+    visible: list[str],
+) -> tuple[Delivery | None, Failure | None]:
+    """An interactive send (a person waits): within the send deadline and the account's budget (over
+    it TooManyRequests, nothing sent). The delivery, and the failure when there is one: the
+    server's, or every visible recipient (`visible`: To and Cc) refused."""
+    try:
+        delivery = deliver(profile, message, config, time.monotonic() + config.send_deadline_seconds, budgets)
+    except DeliveryFailed as exc:
+        return None, exc.failure
+    return delivery, every_visible_recipient_refused(delivery.refused, visible)

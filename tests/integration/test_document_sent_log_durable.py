@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from local.template import Template
+from mailer.documents.service import SENT_LOG_TRIES
 from tests.support.api import Api
 from tests.support.factories import TIMEZONE, pdf_file, smtp_settings
 from tests.support.faults import AwsFaults
@@ -95,12 +96,13 @@ def test_an_entry_the_sent_log_refuses_is_queued_then_found_and_resendable(
     # When the invoice is emailed
     status, entry = email_invoice(api)
 
-    # Then the customer got it once, the answer is the entry, and the sent log was tried 3 times
+    # Then the customer got it once, the answer is the entry, and the sent log was tried, at
+    # most SENT_LOG_TRIES times within its second (fewer when a try is slow: the caller waits)
     assert status == 200, entry
     assert (entry["status"], entry["kind"], entry["to"]) == ("sent", "document", [CUSTOMER])
     [received] = mail_server.messages
     assert list(received.rcpt_tos) == [CUSTOMER]
-    assert faults.failed.count(SENT_LOG_PUT) == 3
+    assert 1 <= faults.failed.count(SENT_LOG_PUT) <= SENT_LOG_TRIES
     faults.clear()
     assert api.call("GET", f"/emails/{entry['id']}")[0] == 404  # waiting on the queue
 

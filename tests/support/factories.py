@@ -81,3 +81,21 @@ def pdf_file(content: bytes = b"") -> bytes:
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def invoice(number: str, due: date | str, **changes: Any) -> dict[str, Any]:
+    """A PUT /invoices/{id} body: open, 120.00 USD due on `due`, Dana emailed at her address."""
+    customer = {"id": "C-17", "name": "Dana Whitfield", "email": "dana@customer.example"}
+    customer["contact_method"] = "email"
+    return {
+        "number": number,
+        "status": "open",
+        "customer": customer | changes.pop("customer", {}),
+        "issue_date": "2026-10-01",
+        "due_date": due if isinstance(due, str) else due.isoformat(),
+        "total": "120.00",
+        "amount_due": "120.00",
+        "currency": "USD",
+        "payment_url": f"https://pay.example/i/{number}",
+        "pdf_upload_id": None,
+    } | changes

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import requests
+
 from tests.support.api import Api
 from tests.support.factories import RUN_DATE
 
@@ -39,3 +41,37 @@ def run_reminders(api: Api, run_date: date = RUN_DATE) -> int:
     status, body, _ = api.call("POST", "/automations/reminder/run", {"date": run_date.isoformat()})
     assert status == 200, body
     return body["queued"]
+
+
+def upload_pdf(api: Api, content: bytes, filename: str = "invoice.pdf") -> str:
+    """POST /documents/uploads, then the PUT to the presigned address, as the frontend uploads."""
+    request = {"filename": filename, "content_type": "application/pdf", "size": len(content)}
+    status, ticket, _ = api.call("POST", "/documents/uploads", request)
+    assert status == 201, ticket
+    response = requests.put(ticket["url"], data=content, headers=ticket["headers"], timeout=10)
+    assert response.status_code == 200
+    return str(ticket["upload_id"])
+
+
+def sync_invoice(api: Api, invoice_id: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    status, stored, _ = api.call("PUT", f"/invoices/{invoice_id}", body, **kwargs)
+    assert status == 200, stored
+    return stored
+
+
+def activate_rule(api: Api, rule_id: str, **changes: Any) -> dict[str, Any]:
+    """Switch an invoice reminder rule on with its current wording and days, changed by `changes`."""
+    _, current, _ = api.call("GET", f"/invoice-reminders/{rule_id}")
+    fields = ("name", "offset_days", "repeat_every_days", "max_sends", "min_amount_due", "subject")
+    fields += ("body_html", "body_text", "attach_pdf")
+    body = {k: current[k] for k in fields if current.get(k) is not None}
+    status, saved, _ = api.call("PUT", f"/invoice-reminders/{rule_id}", body | {"active": True} | changes)
+    assert status == 200, saved
+    return saved
+
+
+def run_invoice_reminders(api: Api, run_date: date, **kwargs: Any) -> int:
+    """POST /invoice-reminders/run for `run_date`; how many reminders it queued."""
+    status, body, _ = api.call("POST", "/invoice-reminders/run", {"date": run_date.isoformat()}, **kwargs)
+    assert status == 200, body
+    return int(body["queued"])

@@ -12,6 +12,9 @@ from functools import cache, cached_property
 from typing import Any
 
 from mailer.automations.compose import Composer
+from mailer.automations.invoice_kind import InvoiceReminderKind
+from mailer.automations.invoice_planner import InvoiceReminderPlanner
+from mailer.automations.kinds import RecordKind
 from mailer.automations.manual import WorkOrderReminders
 from mailer.automations.planner import ReminderPlanner
 from mailer.automations.service import AutomationService
@@ -167,8 +170,19 @@ class Services:
             attachments,
             self.logger,
             outbox=self.outbox if self.config.outbox_queue_url else None,
+            kinds=self.record_kinds,
         )
         return OutboxWorker(deps, remaining_ms)
+
+    @cached_property
+    def record_kinds(self) -> dict[str, RecordKind]:
+        """The worker's record kinds besides work orders, each where its stores are configured."""
+        kinds: dict[str, RecordKind] = {}
+        if self.config.invoices_table and self.config.attachments_bucket:
+            kinds["invoice_reminder"] = InvoiceReminderKind(
+                self.config, self.invoice_rules, self.invoices, self.attachments
+            )
+        return kinds
 
     @cached_property
     def claim_sweep(self) -> ClaimSweep:
@@ -188,6 +202,18 @@ class Services:
     @cached_property
     def invoice_rules(self) -> InvoiceRuleService:
         return InvoiceRuleService(self.store, utc_now)
+
+    @cached_property
+    def invoice_planner(self) -> InvoiceReminderPlanner:
+        return InvoiceReminderPlanner(
+            self.config,
+            self.settings,
+            self.invoice_rules,
+            self.invoices,
+            self.ledger,
+            self.outbox,
+            self.logger,
+        )
 
     @cached_property
     def invoice_reminders(self) -> InvoiceReminders:

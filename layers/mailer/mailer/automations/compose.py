@@ -24,7 +24,14 @@ AUTOMATION_LABELS = {
     "reminder": "reminder",
     "confirmation": "on-the-way confirmation",
     "thank_you": "thank-you",
+    "invoice_reminder": "invoice reminder",
+    "statement": "statement",
+    "document_event": "confirmation",
 }
+
+
+def label_of(automation: str) -> str:
+    return AUTOMATION_LABELS.get(automation, automation.replace("_", " "))
 
 
 def system_caller(tenant_id: str) -> Caller:

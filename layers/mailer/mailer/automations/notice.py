@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailer.delivery.failures import Failure
 from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.settings.models import SettingsView
-from mailer.work_orders.models import WorkOrder
+
+if TYPE_CHECKING:
+    from mailer.automations.kinds import Recipient
 
 
 def failure_notice(
-    company: SettingsView, label: str, work_order: WorkOrder, failure: Failure
+    company: SettingsView, label: str, about: str, recipient: Recipient, failure: Failure
 ) -> OutgoingMessage:
-    """Which email failed, why (with the server's own words), and how to fix it."""
+    """Which email failed (`about`: "work order WO-1001"), why (with the server's own words), and how
+    to fix it."""
     assert company.notify_email
     said = (
         f" - the server said: {failure.smtp_code or ''} {failure.server_message}"
@@ -19,8 +24,8 @@ def failure_notice(
         else ""
     )
     text = (
-        f"The automated {label} email for work order {work_order.number} "
-        f"({work_order.customer.name}, {work_order.customer.email}) was not sent.\n\n"
+        f"The automated {label} email for {about} "
+        f"({recipient.name}, {recipient.email}) was not sent.\n\n"
         f"Why: {failure.category.replace('_', ' ')}{said}\n\n"
         f"How to fix it: {failure.hint}\n\n"
         "After fixing the settings, use Test account settings to check them.\n"
@@ -28,7 +33,7 @@ def failure_notice(
     return build_message(
         sender=Sender(company.from_email, company.from_name, None),
         to=[company.notify_email],
-        subject=f"Not sent: {label} email for work order {work_order.number}",
+        subject=f"Not sent: {label} email for {about}",
         text=text,
         automated=True,
     )

@@ -1,7 +1,11 @@
 """The outbox: what waits on SQS for the worker.
 
 Two kinds of message share the queue. An automated email (`OutboxMessage`, kind `automation`) is
-the work itself; messages queued before kinds existed carry no `kind` and are automated emails. A
+the work itself; messages queued before kinds existed carry no `kind` and are automated emails. One
+message format serves every automation: the record it is about (`record_id`: a work order, an
+invoice, a customer, a raised document event) and the occurrence, which together with the tenant and
+the automation are its key in the send ledger. Messages of the first round name the record
+`work_order_id`; they still read. A
 sent-log entry (`SentLogMessage`, kind `sent_log`) is the record of a send whose sent-log write
 failed: the worker writes it later, with the same entry id, so writing it twice keeps one entry. A
 document email's entry carries its stored `request` too, which its resend needs.
@@ -9,27 +13,47 @@ document email's entry carries its stored `request` too, which its resend needs.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
+from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 
-from mailer.automations.models import AutomationType
 from mailer.sent_log.models import SentLogEntry
+
+# Every automation the engine sends: three about work orders, one about invoices, one about
+# customers (statements), one about document events raised by the business application.
+EngineAutomation = Literal[
+    "reminder", "confirmation", "thank_you", "invoice_reminder", "statement", "document_event"
+]
+
+
+def _left_out_when_none(value: Any) -> bool:
+    return value is None
 
 
 class OutboxMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kind: Literal["automation"] = "automation"
     tenant_id: str
-    automation: AutomationType
-    work_order_id: str
-    occurrence: str  # the reminder's start date, or the status change's transition (status:en_route:v7)
+    automation: EngineAutomation
+    record_id: str = Field(validation_alias=AliasChoices("record_id", "work_order_id"))
+    # A reminder's start date; a status change's transition (status:en_route:v7); an invoice rule's
+    # send (overdue:2); a statement's date; a document event's name.
+    occurrence: str
     deferrals: int = Field(default=0, ge=0)  # how often a sending budget put this message back on the queue
+    # The day the run planned it for (invoice reminders: the rule must still fall on it).
+    run_date: dt.date | None = Field(default=None, exclude_if=_left_out_when_none)
+    # What a record kind needs beside its stored record (a document event's document and recipients).
+    payload: dict[str, Any] | None = Field(default=None, exclude_if=_left_out_when_none)
+
+    @property
+    def work_order_id(self) -> str:
+        return self.record_id
 
     @property
     def ledger_key(self) -> tuple[str, str, str, str]:
-        return self.tenant_id, self.automation, self.work_order_id, self.occurrence
+        return self.tenant_id, self.automation, self.record_id, self.occurrence
 
 
 class SentLogMessage(BaseModel):
@@ -42,7 +66,7 @@ class SentLogMessage(BaseModel):
     entry: SentLogEntry
     # What a resend needs (a document email's), stored beside the entry; left out of the body when
     # None, so a message without one reads as before.
-    request: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
+    request: dict[str, Any] | None = Field(default=None, exclude_if=_left_out_when_none)
 
 
 QueuedMessage = OutboxMessage | SentLogMessage

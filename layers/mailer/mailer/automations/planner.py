@@ -53,7 +53,7 @@ class ReminderPlanner:
                     OutboxMessage(
                         tenant_id=tenant_id,
                         automation="reminder",
-                        work_order_id=work_order.id,
+                        record_id=work_order.id,
                         occurrence=start_date,
                     )
                 )
@@ -79,15 +79,27 @@ class ReminderPlanner:
         return {"tenants": len(tenants), "queued": queued}
 
     def _queue_new(self, messages: list[OutboxMessage]) -> int:
-        if not messages:
-            return 0
-        done = self.ledger.existing(m.ledger_key for m in messages)
-        fresh = [m for m in messages if m.ledger_key not in done]
-        failed = self.outbox.send(fresh)
-        if failed:
-            # The ledger does not hold them, so the next run queues them: say so, do not look idle.
-            self.logger.error("reminders not queued", extra={"count": len(failed)})
-            raise ServiceUnavailable(
-                f"{len(failed)} reminders could not be queued ({len(fresh) - len(failed)} were); run again."
-            )
-        return len(fresh)
+        return queue_new(self.ledger, self.outbox, self.logger, messages)
+
+
+def queue_new(
+    ledger: LedgerStore,
+    outbox: OutboxQueue,
+    logger: Any,
+    messages: list[OutboxMessage],
+    what: str = "reminders",
+) -> int:
+    """Queue the messages the ledger does not hold yet (one BatchGetItem, SendMessageBatch by ten);
+    how many were queued. Raises ServiceUnavailable when the queue refused some: the ledger does not
+    hold them, so the next run queues them, and the caller must hear of it, not see an idle run."""
+    if not messages:
+        return 0
+    done = ledger.existing(m.ledger_key for m in messages)
+    fresh = [m for m in messages if m.ledger_key not in done]
+    failed = outbox.send(fresh)
+    if failed:
+        logger.error(f"{what} not queued", extra={"count": len(failed)})
+        raise ServiceUnavailable(
+            f"{len(failed)} {what} could not be queued ({len(fresh) - len(failed)} were); run again."
+        )
+    return len(fresh)

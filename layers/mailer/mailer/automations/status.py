@@ -118,7 +118,7 @@ class StatusChanges:
         message = OutboxMessage(
             tenant_id=tenant_id,
             automation=automation_type,
-            work_order_id=work_order.id,
+            record_id=work_order.id,
             occurrence=transition(work_order),
         )
         self.outbox.send_one(message)

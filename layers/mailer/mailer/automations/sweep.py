@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailer.automations.compose import AUTOMATION_LABELS, system_caller
+from mailer.automations.compose import label_of, system_caller
 from mailer.automations.notice import unknown_notice
 from mailer.config import MailerConfig
 from mailer.dal.ledger_table import Finish, LedgerKey, LedgerStore
@@ -93,10 +93,6 @@ def recorded_outcome(
         and claimed_at <= epoch_seconds(entry.created_at) <= claimed_at + window_seconds
     ]
     return min(found, key=lambda entry: entry.id, default=None)
-
-
-def label_of(automation: str) -> str:
-    return AUTOMATION_LABELS.get(automation, automation.replace("_", " "))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """The outbox worker: one SQS batch of queued messages (up to ten), each automated email sent once.
 
+One engine for every record kind: work orders, invoices, customers' statements and document events.
+What differs between them (reading the records, whether one is still due, composing the email,
+naming it) is a `RecordKind` (automations/kinds.py); the phases, the ledger, the budgets and the
+sent log are the same for all.
+
 A batch goes through phases, so that its AWS calls are made once for the batch, not once a message:
 
-1. read: its work orders and their parents (one BatchGetItem), each tenant's wording once;
-2. check: `why_not_send`, a pure function, for each message;
+1. read: its records, by kind (work orders and their parents in one BatchGetItem), each tenant's
+   wording once;
+2. check: the kind's `why_not` (for work orders `why_not_send`, a pure function), for each message;
 3. claim: the ledger claims of the whole batch together (`LedgerStore.claim_many`: a transaction of
    conditional puts, all or none, so a throttled claim leaves nothing claimed and nothing lost);
 4. admit: `_admit`, where sending budgets decide what may go now;
@@ -29,11 +35,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mailer.automations.compose import AUTOMATION_LABELS, compose, system_caller
-from mailer.automations.models import Automation
+from mailer.automations.compose import label_of, system_caller
+from mailer.automations.kinds import Job, RecordKind
 from mailer.automations.notice import failure_notice
 from mailer.automations.outbox import OutboxMessage, QueuedMessage, SentLogMessage, parse_queued
 from mailer.automations.service import AutomationService
+from mailer.automations.work_order_kind import WORK_ORDER_AUTOMATIONS, WorkOrderKind, why_not_send
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.ledger_table import Finish, LedgerKey, LedgerStore, Taken
@@ -42,13 +49,15 @@ from mailer.dal.secret_store import SecretMissing
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.delivery.failures import DeliveryFailed, Failure
-from mailer.delivery.message import InlineImage, OutgoingMessage
+from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.transports.base import Delivery
 from mailer.errors import MailerError, NotFound, TooManyRequests
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import TransportPool
 from mailer.settings.service import SendingProfile, SettingsService
-from mailer.work_orders.models import PHOTO_CID, WorkOrder, reminder_start_date, why_no_email
+from mailer.work_orders.models import WorkOrder
+
+__all__ = ["OutboxWorker", "WorkerDeps", "why_not_send"]
 
 MAX_RECEIVES = 5  # the queue's maxReceiveCount: the last try before the dead-letter queue
 # Over budget, a message is put back on the queue until its window turns: a few seconds past it, so
@@ -110,19 +119,6 @@ class Settled:
     retry: Exception | None = None
 
 
-def why_not_send(
-    automation: Automation, message: OutboxMessage, work_order: WorkOrder | None, parent: WorkOrder | None
-) -> str | None:
-    """Why a queued message must not be sent now, or None: checked again before the claim."""
-    if not automation.active:
-        return "automation inactive"
-    if work_order is None:
-        return "work order gone"
-    if message.automation == "reminder" and reminder_start_date(work_order) != message.occurrence:
-        return "no longer due a reminder"
-    return why_no_email(work_order, parent)
-
-
 def not_configured() -> Failure:
     return Failure(
         stage="connect",
@@ -136,13 +132,13 @@ def password_missing(exc: SecretMissing) -> Failure:
     return Failure(stage="auth", category="password_missing", transient=False, hint=exc.detail)
 
 
-def template_error(automation_type: str, exc: Exception) -> Failure:
+def template_error(automation_type: str, exc: Exception, fix_at: str | None = None) -> Failure:
     return Failure(
         stage="render",
         category="template_error",
         transient=False,
-        hint=f"The {AUTOMATION_LABELS[automation_type]} wording could not be filled in "
-        f"({type(exc).__name__}); fix it under /automations/{automation_type}.",
+        hint=f"The {label_of(automation_type)} wording could not be filled in "
+        f"({type(exc).__name__}); fix it under {fix_at or '/automations/' + automation_type}.",
     )
 
 
@@ -157,6 +153,8 @@ class WorkerDeps:
     attachments: AttachmentStore | None
     logger: Any
     outbox: OutboxQueue | None = None  # where a sent-log entry waits when the sent log refuses it
+    # The record kinds besides work orders, by automation (invoice_reminder, statement, ...).
+    kinds: dict[str, RecordKind] = field(default_factory=dict)
 
 
 @dataclass
@@ -185,12 +183,13 @@ class _Settling:
 class _Email(_Settling):
     """One automated email of the batch."""
 
-    message: OutboxMessage = field(kw_only=True)
+    job: Job = field(kw_only=True)
     receive_count: int = field(default=1, kw_only=True)
-    automation: Automation | None = field(default=None, kw_only=True)
-    work_order: WorkOrder | None = field(default=None, kw_only=True)
-    parent: WorkOrder | None = field(default=None, kw_only=True)
     claimed_at: int | None = field(default=None, kw_only=True)  # set while this worker holds the claim
+
+    @property
+    def message(self) -> OutboxMessage:
+        return self.job.message
 
     @property
     def tenant_id(self) -> str:
@@ -206,8 +205,9 @@ class _Email(_Settling):
 
     @property
     def order(self) -> WorkOrder:
-        assert self.work_order is not None, "checked by why_not_send"
-        return self.work_order
+        """The work order of a work-order automation (checked by why_not_send)."""
+        assert isinstance(self.job.record, WorkOrder), "checked by why_not_send"
+        return self.job.record
 
 
 @dataclass
@@ -247,7 +247,7 @@ class OutboxWorker:
     remaining_ms: Callable[[], int] | None = None
     pool: TransportPool = field(init=False)
     _profiles: dict[str, SendingProfile] = field(default_factory=dict)
-    _automations: dict[tuple[str, str], Automation] = field(default_factory=dict)
+    _wordings: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _deferred: list[tuple[_Email, int]] = field(default_factory=list)  # over budget: (email, delay)
 
     def __post_init__(self) -> None:
@@ -259,6 +259,13 @@ class OutboxWorker:
             lease_seconds = seconds_left  # a connection's lease ends with the invocation at the latest
         budgets = self.deps.settings.budgets
         self.pool = TransportPool(self.deps.config, deadline, budgets, lease_seconds)
+
+    def kind(self, automation: str) -> RecordKind:
+        """The record kind of an automation; work orders' from the deps as they are now."""
+        if automation in WORK_ORDER_AUTOMATIONS:
+            deps = self.deps
+            return WorkOrderKind(deps.config, deps.automations, deps.work_orders, deps.attachments)
+        return self.deps.kinds[automation]
 
     def close(self) -> None:
         self.pool.close()
@@ -293,7 +300,7 @@ class OutboxWorker:
     def handle_batch(self, records: Sequence[tuple[QueuedMessage, int]]) -> list[Settled]:
         """The batch's (message, receive count) pairs through the phases; one Settled each, in order."""
         items: list[_Email | _LogWrite] = [
-            _Email(message=m, receive_count=n) if isinstance(m, OutboxMessage) else _LogWrite(message=m)
+            _Email(job=Job(m), receive_count=n) if isinstance(m, OutboxMessage) else _LogWrite(message=m)
             for m, n in records
         ]
         emails = [item for item in items if isinstance(item, _Email)]
@@ -335,34 +342,35 @@ class OutboxWorker:
     # --- 1. read and 2. check --------------------------------------------------------------------
 
     def _read(self, emails: list[_Email]) -> None:
-        if not emails:
-            return
-        try:
-            found = self.deps.work_orders.get_many({(e.tenant_id, e.message.work_order_id) for e in emails})
-            parents = {(t, w.parent_id) for (t, _), w in found.items() if w.parent_id} - found.keys()
-            if parents:
-                found |= self.deps.work_orders.get_many(parents)
-        except MailerError as exc:
-            for email in emails:
-                email.come_back(exc)  # nothing claimed yet
-            return
+        """Each kind reads its records once for the batch; a kind whose read fails sends its
+        emails back (nothing is claimed yet), the others go on."""
+        by_kind: dict[str, tuple[RecordKind, list[_Email]]] = {}
         for email in emails:
             try:
-                email.automation = self._automation(email.tenant_id, email.message.automation)
-            except MailerError as exc:
-                email.come_back(exc)
+                kind = self.kind(email.message.automation)
+            except KeyError:
+                email.come_back(RetryLater(f"no record kind for {email.message.automation}"))
                 continue
-            email.work_order = found.get((email.tenant_id, email.message.work_order_id))
-            if email.work_order is not None and email.work_order.parent_id:
-                email.parent = found.get((email.tenant_id, email.work_order.parent_id))
+            by_kind.setdefault(kind.noun, (kind, []))[1].append(email)
+        for kind, group in by_kind.values():
+            try:
+                kind.read([email.job for email in group])
+            except MailerError as exc:
+                for email in group:
+                    email.come_back(exc)
+                continue
+            for email in group:
+                try:
+                    email.job.wording = self._wording(kind, email.message)
+                except MailerError as exc:
+                    email.come_back(exc)
 
     def _check(self, emails: list[_Email]) -> None:
         seen: set[LedgerKey] = set()
         for email in emails:
             if not email.open:
                 continue
-            assert email.automation is not None
-            reason = why_not_send(email.automation, email.message, email.work_order, email.parent)
+            reason = self.kind(email.message.automation).why_not(email.job)
             if reason:
                 email.settle(Handled(Outcome.SKIPPED, reason))
             elif email.key in seen:  # the same email twice in one batch: one claim, one send
@@ -480,13 +488,10 @@ class OutboxWorker:
         return None
 
     def _send(self, email: _Email, profile: SendingProfile, writes: _Writes) -> None:
-        message, work_order = email.message, email.order
-        assert email.automation is not None
+        message = email.message
+        kind = self.kind(message.automation)
         try:
-            photo = self._photo(message, work_order)
-            outgoing = compose(
-                email.automation, profile.settings, work_order, email.parent, self.deps.config, photo
-            )
+            outgoing = kind.compose(email.job, profile)
             delivery = self.pool.send(message.tenant_id, profile, outgoing)
         except DeliveryFailed as exc:
             self._failed(email, exc.failure, writes)
@@ -501,7 +506,7 @@ class OutboxWorker:
             # claim goes back for the redelivery ("never twice" is about sends).
             self._put_back(email, exc)
         except Exception as exc:  # noqa: BLE001 - wording that cannot be filled in is permanent
-            self._failed(email, template_error(message.automation, exc), writes)
+            self._failed(email, template_error(message.automation, exc, kind.fix_at(message)), writes)
         else:
             self._sent(email, outgoing, profile, delivery, writes)
 
@@ -520,32 +525,21 @@ class OutboxWorker:
             except MailerError:
                 self.deps.logger.error(
                     "claim not given back: the email will not be tried again",
-                    extra={"work_order_id": email.message.work_order_id},
+                    extra=_about(email.message),
                 )
             email.claimed_at = None
         email.come_back(reason)
 
-    def _automation(self, tenant: str, automation_type: str) -> Automation:
-        key = (tenant, automation_type)
-        if key not in self._automations:
-            self._automations[key] = self.deps.automations.get(tenant, automation_type)
-        return self._automations[key]
+    def _wording(self, kind: RecordKind, message: OutboxMessage) -> Any:
+        key = (message.tenant_id, message.automation, kind.wording_key(message))
+        if key not in self._wordings:
+            self._wordings[key] = kind.wording(message.tenant_id, message)
+        return self._wordings[key]
 
     def _profile(self, tenant: str) -> SendingProfile:
         if tenant not in self._profiles:
             self._profiles[tenant] = self.deps.settings.saved_profile(system_caller(tenant), "company")
         return self._profiles[tenant]
-
-    def _photo(self, message: OutboxMessage, work_order: WorkOrder) -> InlineImage | None:
-        upload_id = work_order.technician.photo_upload_id if work_order.technician else None
-        attachments = self.deps.attachments
-        if message.automation != "confirmation" or not upload_id or attachments is None:
-            return None
-        upload = attachments.find(message.tenant_id, upload_id)
-        read = attachments.read(upload) if upload else None
-        if read is None or not read[1].startswith("image/"):
-            return None
-        return InlineImage(PHOTO_CID, read[0], read[1], upload.filename if upload else None)
 
     def _sent(
         self,
@@ -564,7 +558,7 @@ class OutboxWorker:
             to=to,
             bcc=[a for a in outgoing.recipients if a not in to],
             subject=str(outgoing.message["Subject"]),
-            **self._entry_fields(email.message, email.order),
+            **self._entry_fields(email),
         )
         writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
         writes.finishes.append((email, "sent", entry))
@@ -573,43 +567,52 @@ class OutboxWorker:
         email.settle(Handled(Outcome.SENT))
 
     def _failed(self, email: _Email, failure: Failure, writes: _Writes) -> None:
-        message, work_order = email.message, email.order
+        message = email.message
+        kind = self.kind(message.automation)
         if failure.transient and email.receive_count < MAX_RECEIVES:
             self._put_back(email, RetryLater(failure.category))
             self.deps.logger.warning(
                 "automated email will be retried",
-                extra={"category": failure.category, "work_order_id": work_order.id},
+                extra={"category": failure.category} | _about(message),
             )
             return
-        label = f"{AUTOMATION_LABELS[message.automation]} for {work_order.number}"
+        label = f"{label_of(message.automation)} for {kind.number(email.job)}"
+        recipient = kind.recipient(email.job)
         entry = SentLogEntry.attempt(
             kind="automation",
             delivery=None,
             failure=failure,
             from_="",
-            to=[work_order.customer.email or ""],
+            to=[recipient.email or ""],
             subject=label,
-            **self._entry_fields(message, work_order),
+            **self._entry_fields(email),
         )
         writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
         writes.finishes.append((email, "failed", entry))
-        self._notify(message, work_order, failure)
+        self._notify(email, failure)
         email.settle(Handled(Outcome.FAILED, failure.category))
 
-    @staticmethod
-    def _entry_fields(message: OutboxMessage, work_order: WorkOrder) -> dict[str, Any]:
-        return {"profile": "company", "work_order_id": work_order.id, "automation": message.automation}
+    def _entry_fields(self, email: _Email) -> dict[str, Any]:
+        return self.kind(email.message.automation).entry_fields(email.job) | email.job.entry
 
-    def _notify(self, message: OutboxMessage, work_order: WorkOrder, failure: Failure) -> None:
+    def _notify(self, email: _Email, failure: Failure) -> None:
         """Tell the company's notification address what failed, why, and how to fix it."""
+        message = email.message
         profile = self._profiles.get(message.tenant_id)
         if profile is None or not profile.settings.notify_email:
             return
-        extra = {"work_order_id": work_order.id}
+        extra = _about(message)
         if not self._time_for_a_send():
             self.deps.logger.error("failure notice not sent", extra=extra | {"error": "no time left"})
             return
-        notice = failure_notice(profile.settings, AUTOMATION_LABELS[message.automation], work_order, failure)
+        kind = self.kind(message.automation)
+        notice = failure_notice(
+            profile.settings,
+            label_of(message.automation),
+            f"{kind.noun} {kind.number(email.job)}",
+            kind.recipient(email.job),
+            failure,
+        )
         try:
             self.pool.send(message.tenant_id, profile, notice)
         except MailerError as exc:
@@ -733,6 +736,13 @@ class OutboxWorker:
         self.deps.logger.warning(
             "reminder sent, work order not marked: it kept changing", extra={"work_order_id": work_order.id}
         )
+
+
+def _about(message: OutboxMessage) -> dict[str, str]:
+    """A log line's fields naming the message's record (`work_order_id` for a work order's)."""
+    if message.automation in WORK_ORDER_AUTOMATIONS:
+        return {"work_order_id": message.record_id}
+    return {"automation": message.automation, "record_id": message.record_id}
 
 
 def _reminded(work_order: WorkOrder) -> WorkOrder:

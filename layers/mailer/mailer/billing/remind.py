@@ -20,7 +20,7 @@ from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.invoices_table import InvoiceStore
 from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.html_text import html_to_text
-from mailer.delivery.message import Sender, build_message
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, InvalidInput, NotFound
@@ -73,6 +73,45 @@ def reminder_document(invoice: Invoice) -> dict[str, Any]:
     }
 
 
+def invoice_pdf(
+    attachments: AttachmentStore, config: MailerConfig, tenant_id: str, invoice: Invoice, rule: ReminderRule
+) -> LoadedAttachments:
+    """The invoice's PDF when the rule attaches it, checked as a document email's attachments are
+    (the company's own upload, its declared size, the limit, really a PDF)."""
+    refs = (
+        [AttachmentRef(upload_id=invoice.pdf_upload_id)] if rule.attach_pdf and invoice.pdf_upload_id else []
+    )
+    return load_attachments(attachments, tenant_id, refs, config.attachment_max_bytes, resending=False)
+
+
+def reminder_message(
+    profile: SendingProfile,
+    rule: ReminderRule,
+    invoice: Invoice,
+    loaded: LoadedAttachments,
+    config: MailerConfig,
+    *,
+    automated: bool,
+) -> tuple[Rendered, OutgoingMessage]:
+    """The reminder to the invoice's customer from the company account, with the company's archive
+    copy; `automated` (the daily run's) marks it `Auto-Submitted`, a person's request does not."""
+    settings = profile.settings
+    zone = ZoneInfo(settings.timezone or config.default_timezone)
+    rendered = reminder_wording(rule, invoice, settings, zone)
+    assert invoice.customer.email
+    message = build_message(
+        sender=Sender(settings.from_email, settings.from_name, settings.reply_to),
+        to=[invoice.customer.email],
+        bcc=[settings.bcc] if settings.bcc else [],
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        attachments=loaded.attachments,
+        automated=automated,
+    )
+    return rendered, message
+
+
 @dataclass
 class InvoiceReminders:
     settings: SettingsService
@@ -103,19 +142,9 @@ class InvoiceReminders:
         if address is None or not valid_address(address):
             raise InvalidInput.on("customer.email", "the invoice's customer has no valid email address")
         profile = self._company(caller)
-        loaded = self._pdf(caller, invoice, rule)
-        zone = ZoneInfo(profile.settings.timezone or self.config.default_timezone)
-        rendered = reminder_wording(rule, invoice, profile.settings, zone)
+        loaded = invoice_pdf(self.attachments, self.config, caller.tenant_id, invoice, rule)
+        rendered, message = reminder_message(profile, rule, invoice, loaded, self.config, automated=False)
         bcc = [profile.settings.bcc] if profile.settings.bcc else []
-        message = build_message(
-            sender=Sender(profile.settings.from_email, profile.settings.from_name, profile.settings.reply_to),
-            to=[address],
-            bcc=bcc,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            attachments=loaded.attachments,
-        )
         created_at = utc_now()
         delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
         entry = SentLogEntry.attempt(
@@ -156,15 +185,3 @@ class InvoiceReminders:
                 "The company has no email settings yet: an administrator must save them under "
                 "/settings/company."
             ) from None
-
-    def _pdf(self, caller: Caller, invoice: Invoice, rule: ReminderRule) -> LoadedAttachments:
-        """The invoice's PDF when the rule attaches it, checked as a document email's attachments are
-        (the company's own upload, its declared size, the limit, really a PDF)."""
-        refs = (
-            [AttachmentRef(upload_id=invoice.pdf_upload_id)]
-            if rule.attach_pdf and invoice.pdf_upload_id
-            else []
-        )
-        return load_attachments(
-            self.attachments, caller.tenant_id, refs, self.config.attachment_max_bytes, resending=False
-        )

@@ -10,7 +10,7 @@ at a month's end or on February 29 moves by exactly the days the rule says.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ from mailer.billing.models import Invoice, MinimumAmount, amount
 from mailer.settings.models import HeaderText
 from mailer.work_orders.models import valid_address
 
-INVOICE_REMINDER = "invoice_reminder"  # the automation's name in the send ledger and the sent log
+INVOICE_REMINDER: Final = "invoice_reminder"  # the automation's name in the send ledger and the sent log
 MAX_RULES = 10  # a company's rules, the three defaults included
 RULE_ID = r"^[a-z0-9_-]{1,40}$"
 RuleId = Annotated[str, Field(pattern=RULE_ID)]
@@ -157,3 +157,8 @@ def is_due(rule: ReminderRule, invoice: Invoice, day: date) -> bool:
 def ledger_occurrence(rule_id: str, k: int) -> str:
     """The ledger occurrence of a rule's k-th send of an invoice (`overdue:2`): each is sent once, ever."""
     return f"{rule_id}:{k}"
+
+
+def rule_of(occurrence: str) -> str:
+    """The rule of a ledger occurrence (`overdue:2` -> `overdue`)."""
+    return occurrence.rsplit(":", 1)[0]

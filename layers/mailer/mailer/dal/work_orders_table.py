@@ -9,7 +9,6 @@ reminded ones at once (`put_if_versions`, one TransactWriteItems of writes on th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -17,14 +16,13 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer.dal import clients, keys
+from mailer.dal.batch_read import get_items
 from mailer.dal.keys import tenant_pk
 from mailer.errors import ServiceUnavailable
 from mailer.work_orders.models import WorkOrder, reminder_start_date
 
 REMINDER_INDEX = "by_reminder_date"
 VERSION = "version"  # a top-level attribute, beside the work order's JSON, so conditions can name it
-READ_BATCH = 100  # BatchGetItem takes a hundred keys a call
-READ_ATTEMPTS = 5  # tries of a batch read (its unprocessed keys again), with backoff between
 TRANSACTION_ITEMS = 100  # TransactWriteItems takes a hundred items
 
 
@@ -117,28 +115,12 @@ class WorkOrderStore:
         (consistently), in BatchGetItem calls of a hundred keys; unprocessed keys are asked again
         with backoff. ServiceUnavailable when they cannot all be read."""
         wanted = {(tenant_pk(t), keys.work_order_sk(i)): (t, i) for t, i in ids}
-        found: dict[tuple[str, str], WorkOrder] = {}
-        pending = [{"pk": pk, "sk": sk} for pk, sk in wanted]
-        client = self._table.meta.client
-        while pending:
-            chunk, pending = pending[:READ_BATCH], pending[READ_BATCH:]
-            request: dict[str, Any] = {self.table_name: {"Keys": chunk, "ConsistentRead": True}}
-            for attempt in range(READ_ATTEMPTS):
-                try:
-                    response = client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError):
-                    raise ServiceUnavailable(
-                        "The work orders could not be read; try again shortly."
-                    ) from None
-                for item in response["Responses"].get(self.table_name, []):
-                    found[wanted[(item["pk"], item["sk"])]] = _work_order(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise ServiceUnavailable("The work orders could not be read; try again shortly.")
-        return found
+        items = get_items(
+            self._table,
+            ({"pk": pk, "sk": sk} for pk, sk in wanted),
+            "The work orders could not be read; try again shortly.",
+        )
+        return {wanted[(item["pk"], item["sk"])]: _work_order(item) for item in items}
 
     def put_if_versions(self, writes: Sequence[tuple[str, WorkOrder, int]]) -> list[WorkOrder] | None:
         """Several writes of `put` with `expected_version`, given as (tenant, work order, expected

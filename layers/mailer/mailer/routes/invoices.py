@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailer.api import JSON, CurrentCaller, problem_responses
+from mailer.automations.models import ReminderRun, ReminderRunResult
 from mailer.billing.models import RECORD_ID, InvoiceInput, InvoiceList, InvoiceStatus, InvoiceView
 from mailer.billing.remind import RemindRequest
 from mailer.billing.rules import RULE_ID, ReminderRule, ReminderRuleInput
@@ -89,6 +90,17 @@ def list_customer_invoices(
 )
 def list_rules(caller: CurrentCaller, svc: Wired) -> list[ReminderRule]:
     return svc.invoice_rules.list(caller.tenant_id)
+
+
+@router.post(
+    "/invoice-reminders/run",
+    summary="Run the daily invoice reminders of a day now (admin)",
+    tags=["invoice reminders"],
+    operation_id="runInvoiceReminders",
+    responses=problem_responses(),
+)
+def run_invoice_reminders(body: ReminderRun, caller: CurrentCaller, svc: Wired) -> ReminderRunResult:
+    return ReminderRunResult(queued=svc.invoice_planner.run_for(caller, body.date))
 
 
 @router.get(

@@ -29,6 +29,7 @@ from mailer.dal.invoices_table import InvoiceStore
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage
 from mailer.errors import InvalidInput
+from mailer.identity import Caller
 from mailer.settings.service import SendingProfile
 
 
@@ -93,6 +94,9 @@ class InvoiceReminderKind:
             "automation": INVOICE_REMINDER,
             "document": reminder_document(job.record),
         }
+
+    def sender_of(self, job: Job) -> Caller | None:
+        return None  # the company account
 
     def fix_at(self, message: OutboxMessage) -> str:
         return f"/invoice-reminders/{rule_of(message.occurrence)}"

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from mailer.automations.outbox import OutboxMessage
 from mailer.delivery.message import OutgoingMessage
+from mailer.identity import Caller
 from mailer.settings.service import SendingProfile
 
 
@@ -73,6 +74,11 @@ class RecordKind(Protocol):
 
     def entry_fields(self, job: Job) -> dict[str, Any]:
         """The sent-log entry's own fields (`work_order_id`, `document`, `automation`, ...)."""
+        ...
+
+    def sender_of(self, job: Job) -> Caller | None:
+        """Whose settings send it: None for the company account; a user for a document event sent
+        as its caller (the user's own settings when saved, else the company's)."""
         ...
 
     def fix_at(self, message: OutboxMessage) -> str:

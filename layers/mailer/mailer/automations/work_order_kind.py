@@ -14,6 +14,7 @@ from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.delivery.message import InlineImage, OutgoingMessage
+from mailer.identity import Caller
 from mailer.settings.service import SendingProfile
 from mailer.work_orders.models import PHOTO_CID, WorkOrder, reminder_start_date, why_no_email
 
@@ -61,6 +62,9 @@ class WorkOrderKind:
 
     def entry_fields(self, job: Job) -> dict[str, Any]:
         return {"profile": "company", "work_order_id": job.record.id, "automation": job.message.automation}
+
+    def sender_of(self, job: Job) -> Caller | None:
+        return None  # the company account
 
     def fix_at(self, message: OutboxMessage) -> str:
         return f"/automations/{message.automation}"

@@ -52,6 +52,7 @@ from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.transports.base import Delivery
 from mailer.errors import MailerError, NotFound, TooManyRequests
+from mailer.identity import Caller
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import TransportPool
 from mailer.settings.service import SendingProfile, SettingsService
@@ -413,8 +414,8 @@ class OutboxWorker:
     def _send_claimed(self, emails: list[_Email], writes: _Writes) -> None:
         claimed = [e for e in emails if e.sending]
         out_of_time = 0
-        for tenant_id in dict.fromkeys(e.tenant_id for e in claimed):
-            group = [e for e in claimed if e.tenant_id == tenant_id]
+        for tenant_id, sender in dict.fromkeys((e.tenant_id, self._sender(e)) for e in claimed):
+            group = [e for e in claimed if (e.tenant_id, self._sender(e)) == (tenant_id, sender)]
             profile = self._profile_of(group, writes)
             if profile is None:
                 continue
@@ -475,7 +476,7 @@ class OutboxWorker:
         """The company's sending profile for these claimed emails of one tenant, or None when they
         were settled instead (no settings: failed for good; settings unreadable: they come back)."""
         try:
-            return self._profile(group[0].tenant_id)
+            return self._profile(group[0].tenant_id, self._sender(group[0]))
         except NotFound:
             for email in group:
                 self._failed(email, not_configured(), writes)
@@ -536,7 +537,20 @@ class OutboxWorker:
             self._wordings[key] = kind.wording(message.tenant_id, message)
         return self._wordings[key]
 
-    def _profile(self, tenant: str) -> SendingProfile:
+    def _sender(self, email: _Email) -> Caller | None:
+        return self.kind(email.message.automation).sender_of(email.job)
+
+    def _profile(self, tenant: str, sender: Caller | None = None) -> SendingProfile:
+        """The company's sending profile; with a `sender`, that user's own settings when saved
+        (a document event sent as its caller), else the company's."""
+        if sender is not None:
+            key = f"{tenant}\x1f{sender.user_id}"
+            if key not in self._profiles:
+                try:
+                    self._profiles[key] = self.deps.settings.saved_profile(sender, "me")
+                except NotFound:
+                    self._profiles[key] = self._profile(tenant)
+            return self._profiles[key]
         if tenant not in self._profiles:
             self._profiles[tenant] = self.deps.settings.saved_profile(system_caller(tenant), "company")
         return self._profiles[tenant]

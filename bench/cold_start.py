@@ -284,6 +284,19 @@ def prepare_invocations(
         }
         for n in range(10)
     ]
+    plan_records = [
+        {
+            "messageId": "00000000-0000-0000-0001-000000000000",
+            "receiptHandle": "plan-handle",
+            "body": json.dumps({"tenant_id": tenant, "date": TOMORROW.isoformat()}),
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": template.names.attribute("PlanQueue", "Arn"),
+            "awsRegion": "us-east-1",
+        }
+    ]
     work_order = work_order_body("WO-90000", TOMORROW)
     del work_order["id"], work_order["updated_at"]
     events = {
@@ -317,7 +330,8 @@ def prepare_invocations(
             {"profile": "company", "transport": "api"},
             provider="microsoft",
         ),
-        "ReminderPlannerFunction": {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
+        "ScheduleTickFunction": {"scheduled_time": "2026-11-23T18:00:00Z"},
+        "CompanyPlannerFunction": {"Records": plan_records},
         "ClaimSweepFunction": {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
         "EmailWorkerFunction": {"Records": records},
     }
@@ -334,7 +348,7 @@ def prepare_invocations(
 def _succeeded(logical: str, response: Any) -> bool:
     if isinstance(response, dict) and "statusCode" in response:
         return 200 <= int(response["statusCode"]) < 300
-    if logical == "EmailWorkerFunction":
+    if logical in ("EmailWorkerFunction", "CompanyPlannerFunction"):
         return response.get("batchItemFailures") == []
     return isinstance(response, dict)
 

@@ -1,5 +1,5 @@
 """What the benchmarks share: interleaved rounds, ratio tables, TLS material, the SMTP sink,
-AWS call counting, the mail every benchmark sends, and seeding work orders.
+AWS call counting, the mail every benchmark sends, and seeding work orders and invoices.
 
 Absolute times on a shared 2-core machine are noise: every benchmark runs its contenders side by
 side in alternating rounds and reports medians of per-round ratios.
@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from mailer.billing.models import Invoice
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "acme"
@@ -384,3 +387,44 @@ def setup_tenant(services: Any, tenant_id: str, smtp_port: int) -> None:
     services.settings.save(admin, "company", SettingsInput.model_validate(company_settings(smtp_port)))
     reminder = AutomationInput(subject=SUBJECT, body_html=BODY_HTML, body_text=BODY_TEXT, active=True)
     services.automations.save(admin, "reminder", reminder)
+
+
+def invoice_record(n: int, due: date, **changes: Any) -> Invoice:
+    """An invoice as the business application syncs it (PUT /invoices/{id}), open and emailed unless
+    `changes` say otherwise (`status`, `customer`)."""
+    from mailer.billing.models import Invoice
+
+    customer = {
+        "id": f"CUST-{n % 5000:05d}",
+        "name": f"Dana Whitfield {n}",
+        "email": f"inv{n:06d}@customer.example",
+        "contact_method": "email",
+    }
+    body = {
+        "id": f"INV-{n:06d}",
+        "number": f"INV-{n:06d}",
+        "status": "open",
+        "customer": customer | changes.pop("customer", {}),
+        "issue_date": (due - timedelta(days=30)).isoformat(),
+        "due_date": due.isoformat(),
+        "total": "120.00",
+        "amount_due": "120.00",
+        "currency": "USD",
+        "payment_url": f"https://pay.acme.example/INV-{n:06d}",
+        "updated_at": "2026-11-20T15:00:00Z",
+    }
+    return Invoice.model_validate(body | changes)
+
+
+def seed_invoices(table_name: str, tenant_id: str, invoices: Iterable[Invoice]) -> int:
+    """Write invoices with the exact item InvoiceStore makes (version 1, with their places in the
+    by_due and by_customer indexes), through one batch writer instead of one write each."""
+    from mailer.dal import clients as aws_clients
+    from mailer.dal.invoices_table import stored_item
+
+    written = 0
+    with aws_clients.dynamodb_table(table_name).batch_writer() as writer:
+        for invoice in invoices:
+            writer.put_item(Item=stored_item(tenant_id, invoice, 1))
+            written += 1
+    return written

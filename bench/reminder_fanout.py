@@ -87,7 +87,7 @@ class Planner:
         template = Template(names=LocalNames(stack_name=f"fanout{size}"))
         template.create_all(session)
         # The settings name the loopback sink (never sent to here), which the address guard admits when told.
-        environment = template.function_environment("ReminderPlannerFunction") | {
+        environment = template.function_environment("CompanyPlannerFunction") | {
             "MAILER_ALLOWED_NETWORKS": "127.0.0.1/32,::1/128"
         }
         self.services = Services.from_config(MailerConfig.from_env(environment), logging.getLogger("bench"))

@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         options = {"rounds": 2, "messages": 100} if args.quick else {}
         reports.append(worker_throughput.run(project_rate=project_rate, **options))
     if 3 in chosen:
-        from bench import reminder_fanout
+        from bench import invoice_fanout, reminder_fanout, tick_scale
 
         reports.append(reminder_fanout.run(**({"rounds": 1, "sizes": (200, 1000)} if args.quick else {})))
+        reports.append(invoice_fanout.run(**({"rounds": 1, "sizes": (250, 500, 1000)} if args.quick else {})))
+        quick_tick = {"rounds": 1, "companies": (20, 100), "reminders": (10, 100)}
+        reports.append(tick_scale.run(**(quick_tick if args.quick else {})))
     if 4 in chosen:
         from bench import cold_start
 

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import shlex
 import textwrap
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from local import demo_data
+from local.banner_billing import billing_help
+from local.banner_text import curl as _curl
+from local.banner_text import examples as _examples
 from local.seed import TENANT, demo_settings
 from local.stack import LOCAL_ACCOUNT, LocalStack
 from local.stack_config import HOST
-
-
-def _curl(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None) -> str:
-    parts = ["curl -s"]
-    if method != "GET":
-        parts.append(f"-X {method}")
-    parts.append(shlex.quote(url))
-    for name, value in (headers or {}).items():
-        parts.append(f"-H {shlex.quote(f'{name}: {value}')}")
-    if body is not None:
-        parts.append("-H 'content-type: application/json'")
-        parts.append(f"-d {shlex.quote(json.dumps(body))}")
-    return " ".join(parts)
-
-
-def _examples(titled: list[tuple[str, str]]) -> list[str]:
-    lines: list[str] = []
-    for title, command in titled:
-        lines += [f"  # {title}", f"  {command}", ""]
-    return lines
 
 
 def _where(stack: LocalStack) -> list[str]:
@@ -124,7 +103,7 @@ def _import_failures(stack: LocalStack) -> list[str]:
 
 def banner(stack: LocalStack) -> str:
     lines = _where(stack) + _examples(_settings_examples(stack)) + automated_email_help(stack)
-    return "\n".join(lines + oauth_help(stack) + _import_failures(stack))
+    return "\n".join(lines + billing_help(stack) + oauth_help(stack) + _import_failures(stack))
 
 
 def oauth_help(stack: LocalStack) -> list[str]:

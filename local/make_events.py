@@ -233,6 +233,77 @@ def invoice_samples() -> dict[str, HttpRequest]:
             "PUT", "/invoice-reminders/overdue", rule, INVOICE_RULE, rule_id="overdue"
         ),
         "invoice-rule-delete": json_request("DELETE", "/invoice-reminders/overdue", rule, rule_id="overdue"),
+        "invoice-rule-preview": json_request(
+            "POST",
+            "/invoice-reminders/overdue/preview",
+            rule + "/preview",
+            {"invoice_id": "INV-1001"},
+            rule_id="overdue",
+        ),
+        "invoice-reminders-run": json_request(
+            "POST", "/invoice-reminders/run", "/invoice-reminders/run", {"date": "2026-12-08"}
+        ),
+        "statement-schedule-get": json_request("GET", "/statements/schedule", "/statements/schedule"),
+        "statement-schedule-put": json_request(
+            "PUT", "/statements/schedule", "/statements/schedule", STATEMENT_SCHEDULE
+        ),
+        "statement-preview": json_request(
+            "POST", "/statements/preview", "/statements/preview", {"customer_id": "C-17"}
+        ),
+        "statements-run": json_request("POST", "/statements/run", "/statements/run", {"date": "2026-12-01"}),
+        "customer-statement": json_request(
+            "POST",
+            "/customers/C-17/statement",
+            "/customers/{customer_id}/statement",
+            None,
+            customer_id="C-17",
+        ),
+    }
+
+
+STATEMENT_SCHEDULE = {
+    "active": True,
+    "frequency": "monthly",
+    "day": 1,
+    "min_balance": "0.01",
+    "subject": "Your statement from {{ company.name }}",
+    "body_html": "<p>Hello {{ customer.first_name }},</p><p>You owe {{ statement.total_due }}.</p>",
+    "attach_invoices": False,
+}
+
+
+def document_event_samples() -> dict[str, HttpRequest]:
+    automation = "/document-automations/{event}"
+    shipped = {
+        "event": "shipment.shipped",
+        "active": True,
+        "subject": "Your order {{ document.number }} has shipped",
+        "body_html": "<p>Hello {{ document.customer_name }},</p><p>Your order is on its way.</p>",
+        "attach_document": True,
+        "sender": "company",
+    }
+    raised = {
+        "event": "shipment.shipped",
+        "document": {"type": "packing_slip", "number": "PS-5001", "customer_name": "Dana Whitfield"},
+        "to": ["dana@customer.example"],
+        "attachments": [],
+    }
+    return {
+        "document-automations-list": json_request("GET", "/document-automations", "/document-automations"),
+        "document-automation-get": json_request(
+            "GET", "/document-automations/shipment.shipped", automation, event="shipment.shipped"
+        ),
+        "document-automation-put": json_request(
+            "PUT", "/document-automations/shipment.shipped", automation, shipped, event="shipment.shipped"
+        ),
+        "document-automation-preview": json_request(
+            "POST",
+            "/document-automations/shipment.shipped/preview",
+            automation + "/preview",
+            {"document": None},
+            event="shipment.shipped",
+        ),
+        "document-event": json_request("POST", "/documents/events", "/documents/events", raised),
     }
 
 
@@ -245,6 +316,31 @@ def stable(event: dict[str, Any]) -> dict[str, Any]:
     for key in ("requestId", "timeEpoch"):
         event["requestContext"][key] = base[key]
     return event
+
+
+def sqs_sample(body: dict[str, Any], message_id: str, queue: str) -> dict[str, Any]:
+    """An SQS event of one record holding `body`, as Lambda's event source delivers it."""
+    text = json.dumps(body)
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": "sample-receipt-handle",
+                "body": text,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795435200000",
+                    "SenderId": "123456789012",
+                    "ApproximateFirstReceiveTimestamp": "1795435200100",
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
 
 
 def other_events() -> dict[str, dict[str, Any]]:
@@ -267,33 +363,21 @@ def other_events() -> dict[str, dict[str, Any]]:
             "resources": [],
             "detail": "{}",
         },
-        "outbox-batch": {
-            "Records": [
-                {
-                    "messageId": "7b0c3f7e-9a1d-4d6b-8f3e-2c5a1b9d0e41",
-                    "receiptHandle": "sample-receipt-handle",
-                    "body": json.dumps(body),
-                    "attributes": {
-                        "ApproximateReceiveCount": "1",
-                        "SentTimestamp": "1795435200000",
-                        "SenderId": "123456789012",
-                        "ApproximateFirstReceiveTimestamp": "1795435200100",
-                    },
-                    "messageAttributes": {},
-                    "md5OfBody": hashlib.md5(json.dumps(body).encode(), usedforsecurity=False).hexdigest(),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:company-mail-OutboxQueue",
-                    "awsRegion": "us-east-1",
-                }
-            ]
-        },
+        # The tick's input: the schedule passes <aws.scheduler.scheduled-time> (template.yaml).
+        "schedule-tick": {"scheduled_time": "2026-11-23T18:00:00Z"},
+        "plan-batch": sqs_sample(
+            {"tenant_id": "demo", "date": "2026-11-23"},
+            "0c9d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f",
+            "company-mail-PlanQueue",
+        ),
+        "outbox-batch": sqs_sample(body, "7b0c3f7e-9a1d-4d6b-8f3e-2c5a1b9d0e41", "company-mail-OutboxQueue"),
     }
 
 
 def main() -> None:
     written = {
         name: stable(http_event(request, None if name in PUBLIC else ADMIN))
-        for name, request in (samples() | invoice_samples()).items()
+        for name, request in (samples() | invoice_samples() | document_event_samples()).items()
     }
     for name, event in (written | other_events()).items():
         path = EVENTS / f"{name}.json"

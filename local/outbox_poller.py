@@ -67,17 +67,20 @@ def failed_ids(result: Any, message_ids: list[str]) -> set[str] | None:
 
 
 def describe(body: str) -> str:
-    """ "reminder for WO-1001 (tenant demo)" from an outbox message body, as far as it can be read."""
+    """ "reminder for WO-1001 (tenant demo)" from a queue message body, as far as it can be read."""
     try:
         data = json.loads(body)
     except ValueError:
         return "an unreadable message"
     if not isinstance(data, dict):
         return "an unreadable message"
-    automation = str(data.get("automation") or "message").replace("_", "-")
-    work_order = data.get("work_order_id")
     tenant = data.get("tenant_id")
-    return f"{automation} for {work_order or '?'}" + (f" (tenant {tenant})" if tenant else "")
+    about = f" (tenant {tenant})" if tenant else ""
+    if "date" in data and "automation" not in data:  # the plan queue's: a company's daily run
+        return f"daily run of {data['date']}{about}"
+    automation = str(data.get("automation") or "message").replace("_", "-")
+    record = data.get("record_id") or data.get("work_order_id")
+    return f"{automation} for {record or '?'}{about}"
 
 
 class _OutcomeCapture(logging.Filter):

@@ -80,6 +80,7 @@ class LocalStack:
     moto_url: str = ""
     ca_bundle: str = ""
     demo_today: date | None = None  # the day the demo work orders were placed around
+    demo_uploads: dict[str, str] = field(default_factory=dict)  # file name -> upload id
 
     @property
     def outbox(self) -> QueuePoller:
@@ -193,7 +194,8 @@ class LocalStack:
 
     def _seed(self) -> None:
         assert self.functions is not None
-        self.demo_today = seed_demo_tenant(self.functions, self.template, self.config)
+        seeded = seed_demo_tenant(self.functions, self.template, self.config)
+        self.demo_today, self.demo_uploads = seeded.today, seeded.uploads
 
     def _start_pollers(self) -> None:
         """Lambda's SQS event sources of the template (the outbox queue -> the email worker)."""

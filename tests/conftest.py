@@ -68,6 +68,14 @@ def outbox(api: Api, aws: boto3.Session, template: Template) -> Iterator[Outbox]
     box.close()
 
 
+@pytest.fixture
+def plans(api: Api, aws: boto3.Session, template: Template) -> Iterator[Outbox]:
+    """The company planner fed from the plan queue the schedule tick fills."""
+    box = Outbox(aws, template, queue="PlanQueue", function="CompanyPlannerFunction")
+    yield box
+    box.close()
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()

@@ -1,4 +1,5 @@
-"""Settings function: /providers, /settings/{profile}, /merge-fields, /document-templates, /automations."""
+"""Settings function: /providers, /settings/{profile}, /merge-fields, /document-templates, /automations,
+/document-automations."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailer.api import http_app
 from mailer.observability import logger, metrics, tracer
-from mailer.routes import automations, settings, templates
+from mailer.routes import automations, document_events, settings, templates
 from mailer.services import boot
 
 services = boot()
-app = http_app(settings.router, templates.router, automations.router, logger=logger, services=services)
+app = http_app(
+    settings.router,
+    templates.router,
+    automations.router,
+    document_events.router,
+    logger=logger,
+    services=services,
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

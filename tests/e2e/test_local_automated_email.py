@@ -421,7 +421,7 @@ class TestOutboxPoller:
     def test_stop_is_prompt(self, stack: LocalStack) -> None:
         """A second poller on the same queue (idle: nothing is queued now) stops within a long poll."""
         assert stack.functions is not None
-        (source,) = stack.template.queue_sources()
+        source = next(s for s in stack.template.queue_sources() if s.queue == "OutboxQueue")
         poller = QueuePoller(
             stack.functions, stack.template, source, endpoint_url=stack.moto_url, out=lambda line: None
         ).start()

@@ -4,7 +4,6 @@ minute, all 8 received once each; a test send meanwhile answers 429 with Retry-A
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ import requests
 from local import demo_data
 from local.banner import banner
 from local.stack import LocalStack
-from tests.support.stack import running_stack
+from tests.support.stack import banner_commands, running_stack
+from tests.support.stack import run_curl as run
 
 BURST_SECONDS = 90  # the minute the first five take, plus the deferred three's delay
 
@@ -32,27 +32,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, lines: list[str]) -> Iterato
         yield stack
 
 
-def banner_commands(stack: LocalStack) -> list[list[str]]:
-    """The banner's curl commands of the budget section, split as a shell would."""
-    text = banner(stack)
-    section = text.split("Sending budgets:", 1)[1]
-    return [shlex.split(line.strip()) for line in section.splitlines() if line.strip().startswith("curl ")]
-
-
-def run(command: list[str]) -> requests.Response:
-    """A banner curl command (`curl -s [-X METHOD] URL [-H ...] [-d BODY]`) made with requests."""
-    method = command[command.index("-X") + 1] if "-X" in command else "GET"
-    url = next(part for part in command if part.startswith("http://"))
-    body = command[command.index("-d") + 1] if "-d" in command else None
-    headers = {"content-type": "application/json"} if body is not None else {}
-    return requests.request(method, url, data=body, headers=headers, timeout=30)
+def budget_commands(stack: LocalStack) -> list[list[str]]:
+    """The banner's curl commands of the budget section."""
+    return banner_commands(banner(stack), "Sending budgets:")
 
 
 def test_a_budget_of_five_a_minute_defers_a_burst_of_eight_and_all_arrive_once(
     stack: LocalStack, lines: list[str]
 ) -> None:
     assert stack.smtp is not None and stack.demo_today is not None
-    limit, burst, usage, test_send = banner_commands(stack)[:4]
+    limit, burst, usage, test_send = budget_commands(stack)[:4]
     burst_run = stack.demo_today + timedelta(days=demo_data.BURST_DAYS - 1)
     assert burst_run.isoformat() in burst[-1]
     while time.time() % 60 > 30:  # the five and the test send in one minute

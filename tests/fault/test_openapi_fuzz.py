@@ -80,6 +80,8 @@ NO_INPUT = {
     "GET /automations",
     "GET /document-templates",
     "GET /invoice-reminders",
+    "GET /statements/schedule",
+    "GET /document-automations",
 }
 CASES = [
     (route, mode)
@@ -210,8 +212,12 @@ def test_every_edge_example_names_a_route_of_the_template() -> None:
 
 # --- bodies no generator writes: raw bytes, through the same checks -------------------------------
 
-# The POSTs without a request body: a resend, and a work order's reminder sent now.
-NO_BODY = {"POST /emails/{email_id}/resend", "POST /work-orders/{work_order_id}/remind"}
+# The POSTs without a request body: a resend, a work order's reminder and a customer's statement sent now.
+NO_BODY = {
+    "POST /emails/{email_id}/resend",
+    "POST /work-orders/{work_order_id}/remind",
+    "POST /customers/{customer_id}/statement",
+}
 BODY_ROUTES = [r for r in ROUTES if r.split(" ", 1)[0] in ("POST", "PUT") and r not in NO_BODY]
 
 
@@ -219,6 +225,7 @@ def concrete(template_path: str) -> str:
     """The template path with a value for each parameter that passes its pattern."""
     values = {"{profile}": "company", "{provider}": "microsoft", "{automation_type}": "reminder"}
     values |= {"{document_type}": "invoice", "{work_order_id}": "WO-EDGE"}
+    values |= {"{event}": "shipment.shipped"}
     return "/".join(values.get(part, part) for part in template_path.split("/"))
 
 

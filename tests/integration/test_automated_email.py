@@ -505,24 +505,24 @@ def test_reminder_run_is_admin_only(api):
 
 
 def test_scheduled_run_covers_every_tenant_with_an_active_reminder(
-    api, company, outbox, mail_server, template
+    api, company, outbox, plans, mail_server, template, aws
 ):
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    from local.events import FakeContext
+    from datetime import date
 
     activate(api, "reminder")
-    today = datetime.now(ZoneInfo("America/Chicago")).date()  # the company's "today"
-    sync(api, "WO-1", work_order("WO-1", today + timedelta(days=1)))
-    sync(api, "WO-2", work_order("WO-2", today + timedelta(days=2)))
-    planner = load_function(template, "ReminderPlannerFunction")
-    planner.services.cache_clear()
+    # The company's next run, as saving its settings kept it (today's noon, or tomorrow's).
+    table = aws.resource("dynamodb").Table(template.names.ref("SettingsTable"))
+    run = table.get_item(Key={"pk": "TENANT#demo", "sk": "SEND_SCHEDULE"})["Item"]
+    run_date = date.fromisoformat(run["run_date"])
+    sync(api, "WO-1", work_order("WO-1", run_date + timedelta(days=1)))
+    sync(api, "WO-2", work_order("WO-2", run_date + timedelta(days=2)))
+    tick = load_function(template, "ScheduleTickFunction")
+    tick.services.cache_clear()
 
-    result = planner.lambda_handler(
-        {"source": "aws.scheduler", "detail-type": "Scheduled Event"}, FakeContext()
-    )
+    event = {"scheduled_time": run["run_at"].replace("Z", ":00Z")}
+    result = tick.lambda_handler(event, FakeContext())
 
-    assert result == {"tenants": 1, "queued": 1}
+    assert result == {"companies": 1, "queued": 1}
+    assert plans.drain() == []
     outbox.drain()
     assert recipients(mail_server) == ["wo-1@customer.example"]

@@ -4,12 +4,15 @@ payment recorded after the run stops a queued reminder, and the PDF and the paym
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from local.events import USER, FakeContext, Identity
+from mailer.dal.ledger_table import LedgerStore
+from tests.support.api import load_function
 from tests.support.factories import TIMEZONE, invoice, pdf_file, smtp_settings
 from tests.support.steps import (
     activate_rule,
@@ -175,3 +178,25 @@ def test_only_an_administrator_runs_the_reminders_and_only_for_the_own_company(
 def test_a_bad_run_date_is_a_422_naming_date(api, company, day):
     status, problem, _ = api.call("POST", "/invoice-reminders/run", {"date": day})
     assert status == 422 and problem["errors"][0]["field"] == "date", problem
+
+
+def test_a_worker_that_stopped_after_its_claim_sends_nothing_more_and_the_sweep_reports_it(
+    api, company, mail_server, outbox, template
+):
+    activate_rule(api, "on_due")
+    sync_invoice(api, "INV-2001", invoice("INV-2001", DUE))
+    assert run_invoice_reminders(api, DUE) == 1
+    [message] = outbox.receive()
+    # The claim a worker made before it stopped (a crash after the server took the message).
+    ledger = LedgerStore(template.names.ref("SendLedgerTable"))
+    assert ledger.claim_many([("demo", "invoice_reminder", "INV-2001", "on_due:0")]).taken == {}
+
+    assert outbox.worker.lambda_handler(outbox.event([message]), FakeContext())["batchItemFailures"] == []
+    assert mail_server.messages == []  # the redelivery finds the claim: never twice
+
+    sweep = load_function(template, "ClaimSweepFunction")
+    sweep.services().claim_sweep.clock = lambda: time.time() + 3600
+    assert sweep.lambda_handler({}, FakeContext(function_name="ClaimSweepFunction"))["marked"] == 1
+    _, page, _ = api.call("GET", "/emails")
+    [entry] = page["items"]
+    assert (entry["status"], entry["automation"]) == ("unknown", "invoice_reminder")

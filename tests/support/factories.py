@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from mailer.documents.sample_pdf import pdf_file as pdf_file  # re-exported for the tests
 from mailer.work_orders.models import WorkOrder
 
 RUN_DATE = date(2026, 11, 23)  # the day the noon run is given
@@ -60,27 +61,6 @@ def smtp_settings(
 def company_settings(account: str, password: str, /, *, port: int, **changes: Any) -> dict[str, Any]:
     """`smtp_settings` as automated email needs them: a notify address and the company's time zone."""
     return smtp_settings(account, password, port=port, notify_email=OWNER, timezone=TIMEZONE) | changes
-
-
-def pdf_file(content: bytes = b"") -> bytes:
-    """A well-formed one-page PDF: catalog, page tree, page, a content stream holding `content` byte for
-    byte, a cross-reference table with the real offsets, the trailer and the closing %%EOF."""
-    objects = [
-        b"<</Type/Catalog/Pages 2 0 R>>",
-        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
-        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/Contents 4 0 R>>",
-        b"<</Length %d>>stream\n%s\nendstream" % (len(content), content),
-    ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def invoice(number: str, due: date | str, **changes: Any) -> dict[str, Any]:

@@ -14,17 +14,22 @@ from local.events import FakeContext, sqs_event
 from local.template import Template
 from tests.support.api import load_function
 
-QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:local-OutboxQueue"
-
 
 class Outbox:
     """Feeds the queue to the worker handler as Lambda does. A fresh worker container to begin with;
     `close()` leaves none warm (its cached password) for the next test."""
 
-    def __init__(self, aws: boto3.Session, template: Template) -> None:
+    def __init__(
+        self,
+        aws: boto3.Session,
+        template: Template,
+        queue: str = "OutboxQueue",
+        function: str = "EmailWorkerFunction",
+    ) -> None:
         self.sqs = aws.client("sqs")
-        self.url = template.names.ref("OutboxQueue")
-        self.worker = load_function(template, "EmailWorkerFunction")
+        self.url = template.names.ref(queue)
+        self.queue_arn = f"arn:aws:sqs:us-east-1:123456789012:local-{queue}"
+        self.worker = load_function(template, function)
         self.worker.services.cache_clear()  # a fresh container for each test
 
     def close(self) -> None:
@@ -44,9 +49,8 @@ class Outbox:
                     QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=300
                 )
 
-    @staticmethod
-    def event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-        return sqs_event(messages, QUEUE_ARN)
+    def event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return sqs_event(messages, self.queue_arn)
 
     def invoke(self, messages: list[dict[str, Any]]) -> list[str]:
         """One invocation with these records; returns the ids reported as failed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +43,20 @@ def running_stack(tmp: Path, out: Callable[[str], None] = quiet) -> Iterator[Loc
 def http_session() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+def banner_commands(text: str, heading: str, until: str | None = None) -> list[list[str]]:
+    """The banner's curl commands under `heading` (up to `until`), each split as a shell would."""
+    section = text.split(heading, 1)[1]
+    if until is not None:
+        section = section.split(until, 1)[0]
+    return [shlex.split(line.strip()) for line in section.splitlines() if line.strip().startswith("curl ")]
+
+
+def run_curl(command: list[str]) -> requests.Response:
+    """A banner curl command (`curl -s [-X METHOD] URL [-H ...] [-d BODY]`) made with requests."""
+    method = command[command.index("-X") + 1] if "-X" in command else "GET"
+    url = next(part for part in command if part.startswith("http://"))
+    body = command[command.index("-d") + 1] if "-d" in command else None
+    headers = {"content-type": "application/json"} if body is not None else {}
+    return requests.request(method, url, data=body, headers=headers, timeout=30)

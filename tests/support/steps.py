@@ -75,3 +75,46 @@ def run_invoice_reminders(api: Api, run_date: date, **kwargs: Any) -> int:
     status, body, _ = api.call("POST", "/invoice-reminders/run", {"date": run_date.isoformat()}, **kwargs)
     assert status == 200, body
     return int(body["queued"])
+
+
+def activate_document_event(api: Api, event: str, **changes: Any) -> dict[str, Any]:
+    """Switch a document event's confirmation on with its current wording, changed by `changes`."""
+    _, current, _ = api.call("GET", f"/document-automations/{event}")
+    fields = ("subject", "body_html", "body_text", "attach_document", "sender")
+    body = {k: current[k] for k in fields if current.get(k) is not None}
+    status, saved, _ = api.call("PUT", f"/document-automations/{event}", body | {"active": True} | changes)
+    assert status == 200, saved
+    return saved
+
+
+def raise_event(
+    api: Api,
+    event: str,
+    document: dict[str, Any],
+    to: list[str],
+    attachments: list[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """POST /documents/events as the business application raises one; its 200 answer."""
+    body = {"event": event, "document": document, "to": to}
+    body["attachments"] = [{"upload_id": upload_id} for upload_id in attachments or []]
+    status, answer, _ = api.call("POST", "/documents/events", body, **kwargs)
+    assert status == 200, answer
+    return answer
+
+
+def save_statement_schedule(api: Api, **changes: Any) -> dict[str, Any]:
+    """PUT /statements/schedule: the current schedule switched on, changed by `changes`."""
+    _, current, _ = api.call("GET", "/statements/schedule")
+    fields = ("frequency", "day", "min_balance", "subject", "body_html", "attach_invoices")
+    body = {k: current[k] for k in fields} | {"active": True} | changes
+    status, saved, _ = api.call("PUT", "/statements/schedule", body)
+    assert status == 200, saved
+    return saved
+
+
+def run_statements(api: Api, run_date: date, **kwargs: Any) -> int:
+    """POST /statements/run for `run_date`; how many statements it queued."""
+    status, body, _ = api.call("POST", "/statements/run", {"date": run_date.isoformat()}, **kwargs)
+    assert status == 200, body
+    return int(body["queued"])

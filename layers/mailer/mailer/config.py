@@ -59,6 +59,8 @@ class MailerConfig(BaseModel):
     invoices_table: str | None = Field(None, alias="INVOICES_TABLE", min_length=1)
     ledger_table: str | None = Field(None, alias="LEDGER_TABLE", min_length=1)
     outbox_queue_url: str | None = Field(None, alias="OUTBOX_QUEUE_URL", min_length=1)
+    # The schedule tick's queue of "plan this company" messages, read by the company planner.
+    plan_queue_url: str | None = Field(None, alias="PLAN_QUEUE_URL", min_length=1)
     oauth_states_table: str | None = Field(None, alias="OAUTH_STATES_TABLE", min_length=1)
     idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE", min_length=1)
     default_timezone: str = Field("UTC", alias="DEFAULT_TIMEZONE", min_length=1)

@@ -12,19 +12,26 @@ from functools import cache, cached_property
 from typing import Any
 
 from mailer.automations.compose import Composer
+from mailer.automations.document_event_kind import DocumentEventKind
 from mailer.automations.invoice_kind import InvoiceReminderKind
 from mailer.automations.invoice_planner import InvoiceReminderPlanner
 from mailer.automations.kinds import RecordKind
 from mailer.automations.manual import WorkOrderReminders
 from mailer.automations.planner import ReminderPlanner
 from mailer.automations.service import AutomationService
+from mailer.automations.statement_kind import StatementKind
+from mailer.automations.statement_planner import StatementPlanner
 from mailer.automations.status import StatusChanges, WorkOrderSync
 from mailer.automations.sweep import ClaimSweep
+from mailer.automations.tick import CompanyRun, Plan, ScheduleTick
 from mailer.automations.worker import OutboxWorker, WorkerDeps
 from mailer.billing.invoices import InvoiceSync
+from mailer.billing.previews import BillingPreviews
 from mailer.billing.remind import InvoiceReminders
 from mailer.billing.rule_service import InvoiceRuleService
+from mailer.billing.statements import CustomerStatements, StatementScheduleService
 from mailer.config import MailerConfig, OAuthConfig
+from mailer.dal import keys
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.budget_table import BudgetStore
 from mailer.dal.idempotency_table import DynamoDBPersistenceLayer, idempotency_table
@@ -32,10 +39,12 @@ from mailer.dal.invoices_table import InvoiceStore
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.oauth_states_table import OAuthStateStore
 from mailer.dal.outbox_queue import OutboxQueue
+from mailer.dal.run_schedule import RunScheduleStore
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.dal.settings_table import SettingsStore
 from mailer.dal.work_orders_table import WorkOrderStore
+from mailer.documents.events import DocumentAutomationService, DocumentEvents
 from mailer.documents.service import DocumentEmailService
 from mailer.documents.uploads import Uploads
 from mailer.documents.wording import DocumentTemplateService
@@ -48,6 +57,7 @@ from mailer.settings.connect import OAuthConnect
 from mailer.settings.models import SettingsView
 from mailer.settings.notices import notice_for_reconnect
 from mailer.settings.oauth import OAuthProviders
+from mailer.settings.schedule import SendSchedule
 from mailer.settings.service import ProfileRef, SettingsService
 
 
@@ -60,8 +70,14 @@ class Services:
         self.oauth_config = OAuthConfig.from_env()
         providers = OAuthProviders(self.oauth_config, secrets, config.extra_ca_bundle)
         budgets = SendingBudgets(BudgetStore(config.budget_table) if config.budget_table else None)
+        self.send_schedule = SendSchedule(RunScheduleStore(config.settings_table), config.default_timezone)
         self.settings = SettingsService(
-            self.store, secrets, oauth=providers, guard=config.guard, budgets=budgets
+            self.store,
+            secrets,
+            oauth=providers,
+            guard=config.guard,
+            budgets=budgets,
+            schedule=self.send_schedule,
         )
         self.settings.on_reconnect_required = self._tell_company_to_reconnect
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
@@ -125,6 +141,16 @@ class Services:
         )
 
     @cached_property
+    def document_automations(self) -> DocumentAutomationService:
+        """The wording of the confirmations sent on document events, and its previews."""
+        return DocumentAutomationService(self.store, self.settings, utc_now)
+
+    @cached_property
+    def document_events(self) -> DocumentEvents:
+        """Document events raised by the business application, queued for the worker."""
+        return DocumentEvents(self.document_automations, self.attachments, self.outbox, self.config)
+
+    @cached_property
     def uploads(self) -> Uploads:
         return Uploads(self.attachments, self.config)
 
@@ -182,7 +208,43 @@ class Services:
             kinds["invoice_reminder"] = InvoiceReminderKind(
                 self.config, self.invoice_rules, self.invoices, self.attachments
             )
+            kinds["statement"] = StatementKind(
+                self.config, self.statement_schedule, self.invoices, self.attachments
+            )
+        if self.config.attachments_bucket:
+            kinds["document_event"] = DocumentEventKind(
+                self.config, self.document_automations, self.settings, self.attachments
+            )
         return kinds
+
+    @cached_property
+    def schedule_tick(self) -> ScheduleTick:
+        plans = OutboxQueue(self.config.value("plan_queue_url"))
+        return ScheduleTick(self.send_schedule.store, plans, self.logger, adopt=self._adopt_companies)
+
+    def _adopt_companies(self) -> int:
+        """Companies with an active automation (the settings' sparse flags) that have no next run."""
+        flags = (
+            keys.ACTIVE_REMINDER_INDEX_PK,
+            keys.ACTIVE_INVOICE_RULE_INDEX_PK,
+            keys.ACTIVE_STATEMENT_INDEX_PK,
+        )
+        tenants = [t for flag in flags for t in self.store.tenants_in_index(flag)]
+        return self.send_schedule.adopt(tenants, self._send_time_of)
+
+    def _send_time_of(self, tenant_id: str) -> tuple[str | None, str | None] | None:
+        item = self.store.get(tenant_id, keys.settings_sk("company"))
+        return None if item is None else (item.get("timezone"), item.get("send_time"))
+
+    @cached_property
+    def company_run(self) -> CompanyRun:
+        """A company's daily run: its work-order reminders, invoice reminders and statements."""
+        planners: list[tuple[str, Plan]] = [
+            ("reminders", self.planner.plan),
+            ("invoice_reminders", self.invoice_planner.plan),
+            ("statements", self.statement_planner.plan),
+        ]
+        return CompanyRun(self.settings, self.send_schedule, planners, self.logger)
 
     @cached_property
     def claim_sweep(self) -> ClaimSweep:
@@ -226,6 +288,42 @@ class Services:
             self.config,
             self.documents.keep_entry,
             self.logger,
+        )
+
+    # billing: customers' statements, and the previews of billing email
+    @cached_property
+    def statement_schedule(self) -> StatementScheduleService:
+        return StatementScheduleService(self.store, utc_now)
+
+    @cached_property
+    def statement_planner(self) -> StatementPlanner:
+        return StatementPlanner(
+            self.config,
+            self.settings,
+            self.statement_schedule,
+            self.invoices,
+            self.ledger,
+            self.outbox,
+            self.logger,
+        )
+
+    @cached_property
+    def statements(self) -> CustomerStatements:
+        """Statements sent on request; their sent-log entries are written as document email's are."""
+        return CustomerStatements(
+            self.settings,
+            self.invoices,
+            self.statement_schedule,
+            self.attachments,
+            self.config,
+            self.documents.keep_entry,
+            self.logger,
+        )
+
+    @cached_property
+    def billing_previews(self) -> BillingPreviews:
+        return BillingPreviews(
+            self.config, self.settings, self.invoice_rules, self.statement_schedule, self.invoices
         )
 
     @cached_property

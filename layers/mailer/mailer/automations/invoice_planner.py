@@ -21,11 +21,10 @@ from mailer.automations.planner import PAGE, queue_new
 from mailer.billing.rule_service import InvoiceRuleService
 from mailer.billing.rules import INVOICE_REMINDER, ReminderRule, is_due, ledger_occurrence, occurrence_on
 from mailer.config import MailerConfig
-from mailer.dal import keys
 from mailer.dal.invoices_table import InvoiceStore
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.outbox_queue import OutboxQueue
-from mailer.errors import Forbidden, MailerError
+from mailer.errors import Forbidden
 from mailer.identity import Caller
 from mailer.settings.service import SettingsService
 from mailer.work_orders.models import FIRST_YEAR
@@ -97,20 +96,6 @@ class InvoiceReminderPlanner:
         extra = {"tenant_id": tenant_id, "date": day.isoformat(), "queued": queued}
         self.logger.info("invoice reminders planned", extra=extra)
         return queued
-
-    def plan_all_tenants(self) -> dict[str, int]:
-        """Every company with an active rule (found through the settings' sparse index, one entry per
-        active rule), each on its own: one company's trouble does not cost the others theirs."""
-        tenants = list(dict.fromkeys(self.settings.store.tenants_in_index(keys.ACTIVE_INVOICE_RULE_INDEX_PK)))
-        queued = 0
-        for tenant_id in tenants:
-            try:
-                queued += self.plan(tenant_id)
-            except MailerError:
-                self.logger.exception(
-                    "invoice reminder run failed for a company", extra={"tenant_id": tenant_id}
-                )
-        return {"tenants": len(tenants), "queued": queued}
 
     def _queue(self, messages: list[OutboxMessage]) -> int:
         return queue_new(self.ledger, self.outbox, self.logger, messages, what="invoice reminders")

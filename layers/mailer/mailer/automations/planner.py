@@ -10,11 +10,10 @@ from mailer.automations.compose import company_of, zone_of
 from mailer.automations.outbox import OutboxMessage
 from mailer.automations.service import AutomationService
 from mailer.config import MailerConfig
-from mailer.dal import keys
 from mailer.dal.ledger_table import LedgerStore
 from mailer.dal.outbox_queue import OutboxQueue
 from mailer.dal.work_orders_table import WorkOrderStore
-from mailer.errors import Forbidden, MailerError, ServiceUnavailable
+from mailer.errors import Forbidden, ServiceUnavailable
 from mailer.identity import Caller
 from mailer.settings.service import SettingsService
 from mailer.work_orders.models import reminder_start_date
@@ -65,18 +64,6 @@ class ReminderPlanner:
             "reminders planned", extra={"tenant_id": tenant_id, "start_date": start_date, "queued": queued}
         )
         return queued
-
-    def plan_all_tenants(self) -> dict[str, int]:
-        """The scheduled run: every tenant whose reminder is active, found through a sparse index."""
-        tenants = self.settings.store.tenants_in_index(keys.ACTIVE_REMINDER_INDEX_PK)
-        queued = 0
-        for tenant_id in tenants:
-            try:
-                queued += self.plan(tenant_id)
-            except MailerError:
-                # One tenant's trouble must not cost every other tenant its reminders.
-                self.logger.exception("reminder run failed for a tenant", extra={"tenant_id": tenant_id})
-        return {"tenants": len(tenants), "queued": queued}
 
     def _queue_new(self, messages: list[OutboxMessage]) -> int:
         return queue_new(self.ledger, self.outbox, self.logger, messages)

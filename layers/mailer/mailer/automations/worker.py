@@ -493,7 +493,7 @@ class OutboxWorker:
         kind = self.kind(message.automation)
         try:
             outgoing = kind.compose(email.job, profile)
-            delivery = self.pool.send(message.tenant_id, profile, outgoing)
+            delivery = self.pool.send(self._sender_key(email), profile, outgoing)
         except DeliveryFailed as exc:
             self._failed(email, exc.failure, writes)
         except NotFound:
@@ -540,11 +540,18 @@ class OutboxWorker:
     def _sender(self, email: _Email) -> Caller | None:
         return self.kind(email.message.automation).sender_of(email.job)
 
+    def _sender_key(self, email: _Email) -> str:
+        """The key of the email's sending profile and of its connection: the tenant for the company
+        account, the tenant and user for a user's own (so one batch never sends one account's mail
+        over another's connection)."""
+        sender = self._sender(email)
+        return email.tenant_id if sender is None else _user_key(email.tenant_id, sender)
+
     def _profile(self, tenant: str, sender: Caller | None = None) -> SendingProfile:
         """The company's sending profile; with a `sender`, that user's own settings when saved
         (a document event sent as its caller), else the company's."""
         if sender is not None:
-            key = f"{tenant}\x1f{sender.user_id}"
+            key = _user_key(tenant, sender)
             if key not in self._profiles:
                 try:
                     self._profiles[key] = self.deps.settings.saved_profile(sender, "me")
@@ -612,8 +619,11 @@ class OutboxWorker:
     def _notify(self, email: _Email, failure: Failure) -> None:
         """Tell the company's notification address what failed, why, and how to fix it."""
         message = email.message
-        profile = self._profiles.get(message.tenant_id)
-        if profile is None or not profile.settings.notify_email:
+        try:  # from the company account, also for an email sent from a user's own
+            profile = self._profile(message.tenant_id)
+        except MailerError:
+            return  # no company settings (the failure itself says so), or unreadable now
+        if not profile.settings.notify_email:
             return
         extra = _about(message)
         if not self._time_for_a_send():
@@ -750,6 +760,10 @@ class OutboxWorker:
         self.deps.logger.warning(
             "reminder sent, work order not marked: it kept changing", extra={"work_order_id": work_order.id}
         )
+
+
+def _user_key(tenant_id: str, sender: Caller) -> str:
+    return f"{tenant_id}\x1f{sender.user_id}"
 
 
 def _about(message: OutboxMessage) -> dict[str, str]:

@@ -9,6 +9,8 @@ Ledger:          pk TENANT#<tenant>, sk <automation>#<work order>#<occurrence>.
 Invoices:        pk TENANT#<tenant>, sk INV#<id>; by_due gsi1pk <pk>#OPEN, gsi1sk <due date>#<id> (open,
                  emailed customers only); by_customer gsi2pk <pk>#CUST#<customer>, gsi2sk <status>#<due>#<id>.
 Invoice rules:   in the settings table, sk INVOICE_RULE#<rule id>.
+Document events: in the settings table, sk DOCAUTO#<event> (the wording of each event's email).
+Statements:      in the settings table, sk STATEMENT_SCHEDULE; sparse gsi1pk ACTIVE#statement.
 """
 
 from __future__ import annotations
@@ -17,14 +19,31 @@ SETTINGS_PREFIX = "SETTINGS#"
 DOCUMENT_TEMPLATE_PREFIX = "DOCTEMPLATE#"
 AUTOMATION_PREFIX = "AUTOMATION#"
 INVOICE_RULE_PREFIX = "INVOICE_RULE#"
+DOCUMENT_AUTOMATION_PREFIX = "DOCAUTO#"
 INVOICE_PREFIX = "INV#"
 EMAIL_PREFIX = "EMAIL#"
 WORK_ORDER_PREFIX = "WO#"
-# Sparse index of the settings table: only active reminders carry it, so the noon run finds the
-# tenants to remind with one query.
+# Sparse index of the settings table: only active reminders carry it (and, below, each active
+# invoice rule and statement schedule), so the schedule tick finds the companies with an active
+# automation that have no next run yet with one query each.
 ACTIVE_REMINDER_INDEX_PK = "ACTIVE#reminder"
 # The same index holds one entry per active invoice reminder rule (gsi1sk: the tenant).
 ACTIVE_INVOICE_RULE_INDEX_PK = "ACTIVE#invoice_reminder"
+# And one per company whose statement schedule is active (gsi1sk: the tenant).
+ACTIVE_STATEMENT_INDEX_PK = "ACTIVE#statement"
+STATEMENT_SCHEDULE_SK = "STATEMENT_SCHEDULE"
+# A company's next scheduled run (settings table, sk SEND_SCHEDULE), in the same index under
+# gsi1pk RUNS#<shard>, gsi1sk <run at, UTC>#<run date>#<tenant>: the tick reads what has come.
+SEND_SCHEDULE_SK = "SEND_SCHEDULE"
+RUN_SHARDS = 8
+
+
+def run_index_pk(shard: int) -> str:
+    return f"RUNS#{shard}"
+
+
+def run_index_sk(run_at: str, run_date: str, tenant_id: str) -> str:
+    return f"{run_at}#{run_date}#{tenant_id}"
 
 
 def tenant_pk(tenant_id: str) -> str:

@@ -71,7 +71,7 @@ def preview_automation(
 
 @run_router.post(
     "/automations/reminder/run",
-    summary="Run the noon reminder run now (admin)",
+    summary="Run the daily reminder run of a day now (admin)",
     tags=["automations"],
     operation_id="runReminders",
     responses=problem_responses(),

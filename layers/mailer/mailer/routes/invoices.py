@@ -10,8 +10,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from mailer.api import JSON, CurrentCaller, problem_responses
-from mailer.automations.models import ReminderRun, ReminderRunResult
+from mailer.automations.models import Preview, ReminderRun, ReminderRunResult
 from mailer.billing.models import RECORD_ID, InvoiceInput, InvoiceList, InvoiceStatus, InvoiceView
+from mailer.billing.previews import ReminderPreviewRequest
 from mailer.billing.remind import RemindRequest
 from mailer.billing.rules import RULE_ID, ReminderRule, ReminderRuleInput
 from mailer.idempotency import idempotent
@@ -101,6 +102,20 @@ def list_rules(caller: CurrentCaller, svc: Wired) -> list[ReminderRule]:
 )
 def run_invoice_reminders(body: ReminderRun, caller: CurrentCaller, svc: Wired) -> ReminderRunResult:
     return ReminderRunResult(queued=svc.invoice_planner.run_for(caller, body.date))
+
+
+@router.post(
+    "/invoice-reminders/<rule_id>/preview",
+    summary="Render an invoice reminder rule with an invoice or sample data",
+    tags=["invoice reminders"],
+    operation_id="previewInvoiceRule",
+    responses=problem_responses(404),
+)
+def preview_rule(
+    rule_id: RulePathId, body: ReminderPreviewRequest, caller: CurrentCaller, svc: Wired
+) -> Preview:
+    rendered = svc.billing_previews.reminder(caller, rule_id, body.invoice_id)
+    return Preview.model_validate(rendered.model_dump())
 
 
 @router.get(

@@ -23,6 +23,7 @@ from pydantic import (
 from mailer.delivery.message import HEADER_CHARS_MESSAGE, NOT_IN_HEADERS
 from mailer.delivery.providers import PROVIDERS
 from mailer.errors import FieldError, InvalidInput
+from mailer.settings.send_time import SendTime
 
 Profile = Literal["company", "me"]
 Security = Literal["ssl", "starttls", "opportunistic", "none"]
@@ -108,6 +109,7 @@ class SettingsInput(BaseModel):
     reply_to: EmailAddress | None = None
     notify_email: EmailAddress | None = None
     timezone: TimeZoneName | None = None
+    send_time: SendTime | None = None  # company only: the daily runs' local time (default 12:00)
     ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
     limits: LimitsInput | None = None
@@ -178,7 +180,7 @@ class SettingsInput(BaseModel):
                 FieldError("bcc", "must differ from from_email; many servers drop a copy sent to the sender")
             )
         if profile != "company":
-            for name in ("notify_email", "timezone"):
+            for name in ("notify_email", "timezone", "send_time"):
                 if getattr(self, name) is not None:
                     errors.append(FieldError(name, "only company settings have this field"))
         return errors
@@ -235,6 +237,7 @@ class SettingsView(BaseModel):
     reply_to: str | None = None
     notify_email: str | None = None
     timezone: str | None = None
+    send_time: str | None = None  # company: its daily runs' local time, 12:00 when never set
     ses_region: str | None = None
     ses_configuration_set: str | None = None
     limits: LimitsInput = Field(default_factory=LimitsInput)  # as saved: null = the preset's
@@ -263,12 +266,22 @@ STORED_FIELDS = (
     "reply_to",
     "notify_email",
     "timezone",
+    "send_time",
     "ses_region",
     "ses_configuration_set",
     "limits",
 )
 # What PUT may change on an OAuth profile without connecting it again, and what the connection fixes.
-OAUTH_EDITABLE = ("from_name", "from_email", "bcc", "reply_to", "notify_email", "timezone", "limits")
+OAUTH_EDITABLE = (
+    "from_name",
+    "from_email",
+    "bcc",
+    "reply_to",
+    "notify_email",
+    "timezone",
+    "send_time",
+    "limits",
+)
 OAUTH_FIXED = tuple(name for name in STORED_FIELDS if name not in OAUTH_EDITABLE)
 
 

@@ -26,6 +26,8 @@ from mailer.settings.models import (
     settings_warnings,
 )
 from mailer.settings.oauth import OAuthProvider, OAuthProviders
+from mailer.settings.schedule import SendSchedule
+from mailer.settings.send_time import DEFAULT_SEND_TIME
 from mailer.settings.tokens import Grant, TokenSource
 
 
@@ -88,14 +90,22 @@ class SettingsService:
         oauth: OAuthProviders | None = None,
         guard: AddressGuard | None = None,
         budgets: SendingBudgets | None = None,
+        schedule: SendSchedule | None = None,
     ) -> None:
         self.store = store
+        self.schedule = schedule
         self.budgets = budgets or SendingBudgets(None)
         self.guard = guard or AddressGuard()
         self.secrets = secrets
         self.clock = clock
         self.oauth = oauth
         self.on_reconnect_required: Callable[[ProfileRef, SettingsView], None] | None = None
+
+    def _keep_schedule(self, ref: ProfileRef, item: dict[str, Any]) -> None:
+        """The company's next run at its send time and time zone, written before the settings, so
+        settings that are saved always have their schedule (a failure saves neither)."""
+        if ref.profile == "company" and self.schedule is not None:
+            self.schedule.keep(ref.tenant_id, item.get("timezone"), item.get("send_time"))
 
     def may_write(self, caller: Caller, profile: Profile) -> bool:
         return profile == "me" or caller.is_admin
@@ -105,6 +115,8 @@ class SettingsService:
             {k: item.get(k) for k in (*STORED_FIELDS, "password_set", "updated_at", "updated_by", "oauth")}
             | {"profile": ref.profile, "auth": item.get("auth") or "password"}
         )
+        if ref.profile == "company" and view.send_time is None:
+            view.send_time = DEFAULT_SEND_TIME
         view.warnings = settings_warnings(view)
         view.limits_in_effect = SendingBudgets.shown(view)
         return view
@@ -162,6 +174,7 @@ class SettingsService:
             "updated_at": self.clock(),
             "updated_by": caller.email or caller.user_id,
         }
+        self._keep_schedule(ref, item)
         self.store.put(ref.tenant_id, ref.sort_key, item)
         view = self._view(ref, item)
         if host_warning:
@@ -280,7 +293,8 @@ class SettingsService:
         # A new version over the old password or grant: the secret is never deleted and remade here,
         # because Secrets Manager refuses to remake a name for a while after a forced deletion.
         self.secrets.put_version(name, connection.grant.dumps(), connection.grant.version_token(name))
-        kept = {k: existing.get(k) for k in ("from_name", "bcc", "reply_to", "notify_email", "timezone")}
+        kept_fields = ("from_name", "bcc", "reply_to", "notify_email", "timezone", "send_time")
+        kept = {k: existing.get(k) for k in kept_fields}
         if kept["bcc"] and kept["bcc"].casefold() == connection.grant.account.casefold():
             kept["bcc"] = None
         item = (
@@ -295,6 +309,7 @@ class SettingsService:
                 "updated_by": caller.email or caller.user_id,
             }
         )
+        self._keep_schedule(ref, item)
         self.store.put(ref.tenant_id, ref.sort_key, item)
         return self._view(ref, item)
 
@@ -318,6 +333,7 @@ class SettingsService:
                 "updated_by": caller.email or caller.user_id,
             }
         )
+        self._keep_schedule(ref, item)
         self.store.put(ref.tenant_id, ref.sort_key, {k: v for k, v in item.items() if k not in ("pk", "sk")})
         return self._view(ref, item)
 

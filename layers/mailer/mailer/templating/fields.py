@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,7 +11,8 @@ if TYPE_CHECKING:
     from mailer.settings.models import SettingsView
 
 # "invoice": invoice reminders, which know the customer, the company and the invoice, not a work order.
-TemplateKind = Literal["document", "automation", "invoice"]
+# "statement": customers' statements, which know the customer, the company and the open invoices.
+TemplateKind = Literal["document", "automation", "invoice", "statement"]
 
 
 @dataclass(frozen=True)
@@ -20,16 +22,37 @@ class MergeField:
     description: str
     example: str
     kinds: tuple[TemplateKind, ...]
+    # What previews and the save-time check fill the field with, when it is not the example text
+    # (a list to loop over: statement.invoices).
+    sample: Any = field(default=None, compare=False, hash=False)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["kinds"]
+        del data["kinds"], data["sample"]
         return data
 
 
-_EVERY: tuple[TemplateKind, ...] = ("document", "automation", "invoice")
-_CUSTOMER: tuple[TemplateKind, ...] = ("automation", "invoice")
+_EVERY: tuple[TemplateKind, ...] = ("document", "automation", "invoice", "statement")
+_CUSTOMER: tuple[TemplateKind, ...] = ("automation", "invoice", "statement")
 _INVOICE: tuple[TemplateKind, ...] = ("invoice",)
+_STATEMENT: tuple[TemplateKind, ...] = ("statement",)
+# The open invoices of the sample statement: one overdue, one not yet due.
+_SAMPLE_STATEMENT_INVOICES = (
+    {
+        "number": "INV-1001",
+        "due_date": "November 1, 2026",
+        "amount_due": "120.00 USD",
+        "currency": "USD",
+        "days_overdue": "22",
+    },
+    {
+        "number": "INV-1002",
+        "due_date": "December 1, 2026",
+        "amount_due": "80.00 USD",
+        "currency": "USD",
+        "days_overdue": "0",
+    },
+)
 _AUTO: tuple[TemplateKind, ...] = ("automation",)
 _DOC: tuple[TemplateKind, ...] = ("document",)
 
@@ -82,6 +105,23 @@ MERGE_FIELDS: tuple[MergeField, ...] = (
         "https://pay.example/i/1001",
         _INVOICE,
     ),
+    MergeField(90, "statement.date", "Date of the statement", "November 23, 2026", _STATEMENT),
+    MergeField(
+        91,
+        "statement.total_due",
+        "Total of the open invoices, with the currency (one total per currency when they differ)",
+        "200.00 USD",
+        _STATEMENT,
+    ),
+    MergeField(
+        92,
+        "statement.invoices",
+        "The open invoices, oldest due date first, to loop over: {% for i in statement.invoices %}; "
+        "each has number, due_date, amount_due (with its currency), currency and days_overdue",
+        "INV-1001, November 1, 2026, 120.00 USD, 22; INV-1002, December 1, 2026, 80.00 USD, 0",
+        _STATEMENT,
+        sample=list(_SAMPLE_STATEMENT_INVOICES),
+    ),
 )
 
 BY_NUMBER: dict[int, MergeField] = {f.number: f for f in MERGE_FIELDS}
@@ -97,7 +137,8 @@ def sample_context(kind: TemplateKind) -> dict[str, Any]:
     context: dict[str, Any] = {}
     for merge_field in MERGE_FIELDS:
         if kind in merge_field.kinds:
-            set_path(context, merge_field.name, merge_field.example)
+            sample = merge_field.example if merge_field.sample is None else deepcopy(merge_field.sample)
+            set_path(context, merge_field.name, sample)
     return context
 
 

@@ -130,7 +130,7 @@ def why_no_email(work_order: WorkOrder, parent: WorkOrder | None = None) -> str 
 
 
 def reminder_start_date(work_order: WorkOrder) -> str | None:
-    """The date under which the noon run finds this work order, or None when it gets no reminder.
+    """The date under which the daily run finds this work order, or None when it gets no reminder.
 
     Only top-level work orders are indexed: a multi-day work order is reminded once, on its
     parent's start date; children never on their own. The date is the appointment's own local

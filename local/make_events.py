@@ -304,6 +304,20 @@ def document_event_samples() -> dict[str, HttpRequest]:
             event="shipment.shipped",
         ),
         "document-event": json_request("POST", "/documents/events", "/documents/events", raised),
+        "suppressions-list": json_request("GET", "/suppressions", "/suppressions"),
+        "suppression-put": json_request(
+            "PUT",
+            "/suppressions/dana@customer.example",
+            "/suppressions/{email}",
+            {"reason": "manual"},
+            email="dana@customer.example",
+        ),
+        "suppression-delete": json_request(
+            "DELETE",
+            "/suppressions/dana@customer.example",
+            "/suppressions/{email}",
+            email="dana@customer.example",
+        ),
     }
 
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailer.api import http_app
 from mailer.observability import logger, metrics, tracer
-from mailer.routes import automations, document_events, settings, templates
+from mailer.routes import automations, document_events, settings, suppressions, templates
 from mailer.services import boot
 
 services = boot()
@@ -19,6 +19,7 @@ app = http_app(
     templates.router,
     automations.router,
     document_events.router,
+    suppressions.router,
     logger=logger,
     services=services,
 )

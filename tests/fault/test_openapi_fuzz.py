@@ -81,6 +81,7 @@ NO_INPUT = {
     "GET /document-templates",
     "GET /invoice-reminders",
     "GET /statements/schedule",
+    "GET /suppressions",
     "GET /document-automations",
 }
 CASES = [
@@ -226,6 +227,7 @@ def concrete(template_path: str) -> str:
     values = {"{profile}": "company", "{provider}": "microsoft", "{automation_type}": "reminder"}
     values |= {"{document_type}": "invoice", "{work_order_id}": "WO-EDGE"}
     values |= {"{event}": "shipment.shipped"}
+    values |= {"{email}": "dana@customer.example"}
     return "/".join(values.get(part, part) for part in template_path.split("/"))
 
 

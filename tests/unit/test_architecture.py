@@ -22,6 +22,7 @@ MAY_IMPORT = {
         "delivery",
         "templating",
         "settings.models",
+        "suppression.models",
     },
     "work_orders": {"work_orders", "settings.models", "templating", "delivery"},
     # A domain room beside work_orders: its models and rules know only the rooms below; its use cases
@@ -38,6 +39,7 @@ MAY_IMPORT = {
         "documents.attachments",
         "documents.models",
         "sent_log.models",
+        "suppression",  # every manual send checks the company's suppression list
     },
     "sent_log": {"sent_log", "dal", "delivery"},
 }

@@ -43,6 +43,7 @@ from mailer.dal.run_schedule import RunScheduleStore
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.sent_log_table import SentLogStore
 from mailer.dal.settings_table import SettingsStore
+from mailer.dal.suppressions_table import SuppressionStore
 from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.documents.events import DocumentAutomationService, DocumentEvents
 from mailer.documents.service import DocumentEmailService
@@ -59,6 +60,7 @@ from mailer.settings.notices import notice_for_reconnect
 from mailer.settings.oauth import OAuthProviders
 from mailer.settings.schedule import SendSchedule
 from mailer.settings.service import ProfileRef, SettingsService
+from mailer.suppression.service import Suppressions
 
 
 class Services:
@@ -111,6 +113,11 @@ class Services:
         """Where idempotent routes keep their keys and first answers (mailer.idempotency)."""
         return idempotency_table(self.config.value("idempotency_table"))
 
+    @cached_property
+    def suppressions(self) -> Suppressions:
+        """The company's suppression list (settings table): every send path checks it."""
+        return Suppressions(SuppressionStore(self.config.settings_table), utc_now)
+
     # use cases
     @cached_property
     def oauth_connect(self) -> OAuthConnect:
@@ -138,6 +145,7 @@ class Services:
             self.config,
             self.logger,
             outbox=self.outbox if self.config.outbox_queue_url else None,
+            suppressions=self.suppressions,
         )
 
     @cached_property
@@ -197,6 +205,7 @@ class Services:
             self.logger,
             outbox=self.outbox if self.config.outbox_queue_url else None,
             kinds=self.record_kinds,
+            suppressions=self.suppressions,
         )
         return OutboxWorker(deps, remaining_ms)
 
@@ -288,6 +297,7 @@ class Services:
             self.config,
             self.documents.keep_entry,
             self.logger,
+            self.suppressions,
         )
 
     # billing: customers' statements, and the previews of billing email
@@ -318,6 +328,7 @@ class Services:
             self.config,
             self.documents.keep_entry,
             self.logger,
+            self.suppressions,
         )
 
     @cached_property
@@ -336,6 +347,7 @@ class Services:
             self.config,
             self.documents.keep_entry,
             self.logger,
+            self.suppressions,
         )
 
 

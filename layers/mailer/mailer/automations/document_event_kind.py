@@ -88,6 +88,10 @@ class DocumentEventKind:
             return Recipient(None, None)
         return Recipient(event.document.customer_name, event.to[0])
 
+    def to_addresses(self, job: Job) -> list[str]:
+        event: RaisedEvent | None = job.record
+        return list(event.to) if event is not None else []
+
     def number(self, job: Job) -> str:
         event: RaisedEvent | None = job.record
         return event.document.number if event else job.message.record_id

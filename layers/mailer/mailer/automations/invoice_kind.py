@@ -85,6 +85,10 @@ class InvoiceReminderKind:
         invoice: Invoice = job.record
         return Recipient(invoice.customer.name, invoice.customer.email)
 
+    def to_addresses(self, job: Job) -> list[str]:
+        email = job.record.customer.email
+        return [email] if email else []
+
     def number(self, job: Job) -> str:
         return str(job.record.number)
 

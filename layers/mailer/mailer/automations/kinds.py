@@ -66,6 +66,10 @@ class RecordKind(Protocol):
 
     def recipient(self, job: Job) -> Recipient: ...
 
+    def to_addresses(self, job: Job) -> list[str]:
+        """The addresses the email goes to (its To), as the suppression list is checked for them."""
+        ...
+
     noun: str  # what a record is called in a failure notice: "work order", "invoice"
 
     def number(self, job: Job) -> str:

@@ -19,6 +19,7 @@ from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
+from mailer.suppression.service import Suppressions
 from mailer.work_orders.models import STATUS_LABELS, WorkOrder, valid_address
 
 REMINDER = "reminder"
@@ -34,6 +35,7 @@ class WorkOrderReminders:
     config: MailerConfig
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService.keep_entry)
     logger: Any = None
+    suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
 
     def remind(self, caller: Caller, work_order_id: str) -> SentLogEntry:
         """Send the reminder of the work order now, log it and mark the work order
@@ -63,6 +65,8 @@ class WorkOrderReminders:
         address = (parent or work_order).customer.email
         if address is None or not valid_address(address):
             raise InvalidInput.on("customer.email", "the work order's customer has no valid email address")
+        if self.suppressions is not None:
+            self.suppressions.check(caller.tenant_id, [("customer.email", [address])])
         automation = self.automations.get(caller.tenant_id, REMINDER)
         profile = self._company(caller)
         message = compose(automation, profile.settings, work_order, parent, self.config, None)

@@ -83,6 +83,10 @@ class StatementKind:
             return Recipient(None, None)
         return Recipient(statement.customer.name, statement.customer.email)
 
+    def to_addresses(self, job: Job) -> list[str]:
+        email = self.recipient(job).email
+        return [email] if email else []
+
     def number(self, job: Job) -> str:
         return statement_number(job.message.record_id, statement_day(job.message))
 

@@ -57,6 +57,10 @@ class WorkOrderKind:
         work_order: WorkOrder = job.record
         return Recipient(work_order.customer.name, work_order.customer.email)
 
+    def to_addresses(self, job: Job) -> list[str]:
+        contact = (job.related or job.record).customer  # a multi-day work order: the parent's
+        return [contact.email] if contact.email else []
+
     def number(self, job: Job) -> str:
         return str(job.record.number)
 

@@ -56,6 +56,8 @@ from mailer.identity import Caller
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import TransportPool
 from mailer.settings.service import SendingProfile, SettingsService
+from mailer.suppression.models import Suppression, normalized
+from mailer.suppression.service import Suppressions, why
 from mailer.work_orders.models import WorkOrder
 
 __all__ = ["OutboxWorker", "WorkerDeps", "why_not_send"]
@@ -154,6 +156,7 @@ class WorkerDeps:
     attachments: AttachmentStore | None
     logger: Any
     outbox: OutboxQueue | None = None  # where a sent-log entry waits when the sent log refuses it
+    suppressions: Suppressions | None = None  # the companies' suppression lists, checked after the claim
     # The record kinds besides work orders, by automation (invoice_reminder, statement, ...).
     kinds: dict[str, RecordKind] = field(default_factory=dict)
 
@@ -314,6 +317,7 @@ class OutboxWorker:
         self._read(emails)
         self._check(emails)
         self._claim(emails, writes)
+        self._suppress(emails, writes)
         try:
             self._send_claimed(emails, writes)
         finally:  # what was sent is recorded, whatever stopped the sending
@@ -408,6 +412,52 @@ class OutboxWorker:
             writes.cleared.append((email, taken, entry))
         if taken.state == "sent" and email.message.automation == "reminder":
             writes.marks.append(email)
+
+    # --- 3b. suppress ------------------------------------------------------------------------------
+
+    def _suppress(self, emails: list[_Email], writes: _Writes) -> None:
+        """Claimed emails to an address on the company's suppression list are not sent: each is
+        logged `suppressed` and its claim finished so (the occurrence is used up, never retried).
+        One BatchGetItem for the batch; when it fails, the claims go back and the records return."""
+        claimed = [e for e in emails if e.sending]
+        if not claimed or self.deps.suppressions is None:
+            return
+        to = {id(e): self.kind(e.message.automation).to_addresses(e.job) for e in claimed}
+        try:
+            found = self.deps.suppressions.store.find((e.tenant_id, a) for e in claimed for a in to[id(e)])
+        except MailerError as exc:
+            for email in claimed:
+                self._put_back(email, exc)
+            return
+        for email in claimed:
+            hits = [a for a in to[id(email)] if (email.tenant_id, normalized(a)) in found]
+            if hits:
+                self._suppressed(
+                    email, to[id(email)], [found[(email.tenant_id, normalized(a))] for a in hits], writes
+                )
+
+    def _suppressed(self, email: _Email, to: list[str], entries: list[Suppression], writes: _Writes) -> None:
+        kind = self.kind(email.message.automation)
+        said = "; ".join(f"{entry.email} {why(entry)}" for entry in entries)
+        failure = Failure(
+            stage="recipients",
+            category="suppressed",
+            transient=False,
+            hint=f"Not sent: {said}. An administrator can take an address off the list with "
+            "DELETE /suppressions/{email}.",
+        )
+        entry = SentLogEntry.attempt(
+            kind="automation",
+            delivery=None,
+            failure=failure,
+            from_="",
+            to=to,
+            subject=f"{label_of(email.message.automation)} for {kind.number(email.job)}",
+            **self._entry_fields(email),
+        ).model_copy(update={"status": "suppressed"})
+        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
+        writes.finishes.append((email, "suppressed", entry))
+        email.settle(Handled(Outcome.SKIPPED, "suppressed"))
 
     # --- 4. admit and 5. send --------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
+from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
 from mailer.templating.fields import company_values, long_date
 from mailer.work_orders.models import valid_address
@@ -121,6 +122,7 @@ class InvoiceReminders:
     config: MailerConfig
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService._log)
     logger: Any = None
+    suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
 
     def remind(self, caller: Caller, invoice_id: str, body: RemindRequest) -> SentLogEntry:
         """Send the rule's reminder of the invoice now and log it; any user of the company may.
@@ -141,6 +143,8 @@ class InvoiceReminders:
         address = invoice.customer.email
         if address is None or not valid_address(address):
             raise InvalidInput.on("customer.email", "the invoice's customer has no valid email address")
+        if self.suppressions is not None:
+            self.suppressions.check(caller.tenant_id, [("customer.email", [address])])
         profile = self._company(caller)
         loaded = invoice_pdf(self.attachments, self.config, caller.tenant_id, invoice, rule)
         rendered, message = reminder_message(profile, rule, invoice, loaded, self.config, automated=False)

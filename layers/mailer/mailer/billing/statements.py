@@ -39,6 +39,7 @@ from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
+from mailer.suppression.service import Suppressions
 from mailer.templating.engine import check_template, render, render_subject
 from mailer.templating.fields import company_values, long_date, sample_context
 from mailer.work_orders.models import valid_address
@@ -155,6 +156,7 @@ class CustomerStatements:
     config: MailerConfig
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService.keep_entry)
     logger: Any = None
+    suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
 
     def send(self, caller: Caller, customer_id: str) -> SentLogEntry:
         """Send the customer's statement of today (in the company's time zone) now and log it; any
@@ -171,6 +173,8 @@ class CustomerStatements:
         address = current_customer(found).email
         if address is None or not valid_address(address):
             raise InvalidInput.on("customer.email", "the customer has no valid email address")
+        if self.suppressions is not None:
+            self.suppressions.check(caller.tenant_id, [("customer.email", [address])])
         profile = self._company(caller)
         zone = ZoneInfo(profile.settings.timezone or self.config.default_timezone)
         statement = Statement.of(customer_id, found, datetime.now(zone).date())

@@ -35,6 +35,7 @@ STATEMENT_SCHEDULE_SK = "STATEMENT_SCHEDULE"
 # A company's next scheduled run (settings table, sk SEND_SCHEDULE), in the same index under
 # gsi1pk RUNS#<shard>, gsi1sk <run at, UTC>#<run date>#<tenant>: the tick reads what has come.
 SEND_SCHEDULE_SK = "SEND_SCHEDULE"
+SUPPRESSION_PREFIX = "SUPPRESS#"  # settings table: SUPPRESS#<address>, the suppression list
 RUN_SHARDS = 8
 
 

@@ -32,6 +32,7 @@ from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
+from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
 
 SENT_LOG_TRIES = 3  # writes of a sent email's entry before it goes to the outbox queue
@@ -49,7 +50,9 @@ class DocumentEmailService:
         config: MailerConfig,
         logger: Any,
         outbox: OutboxQueue | None = None,
+        suppressions: Suppressions | None = None,
     ) -> None:
+        self.suppressions = suppressions
         self.settings = settings
         self.templates = templates
         self.attachments = attachments
@@ -102,6 +105,9 @@ class DocumentEmailService:
     ) -> SentLogEntry:
         """Send and log the attempt; a resend (`resent_from`) attaches the `pinned` versions of its files."""
         request.check()
+        if self.suppressions is not None:  # a 422 naming the field, before anything is read or sent
+            fields = [("to", request.to), ("cc", request.cc), ("bcc", request.bcc)]
+            self.suppressions.check(caller.tenant_id, fields)
         profile, company = self._sender(caller, request.sender)
         loaded = load_attachments(
             self.attachments,

@@ -11,7 +11,9 @@ from mailer.delivery.transports.base import Delivery
 from mailer.ids import new_id, utc_now
 
 EntryKind = Literal["test", "document", "automation"]
-EntryStatus = Literal["sent", "failed", "queued", "unknown"]  # unknown: may have been sent, unrecorded
+# unknown: may have been sent, unrecorded; suppressed: an automated email to an address on the
+# company's suppression list, not sent
+EntryStatus = Literal["sent", "failed", "queued", "unknown", "suppressed"]
 
 
 class AttachmentInfo(BaseModel):

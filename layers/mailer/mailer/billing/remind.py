@@ -4,7 +4,6 @@ in the sent log as the daily run's reminders are (`automation` `invoice_reminder
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from mailer.billing.models import Invoice, invoice_context
 from mailer.billing.rule_service import InvoiceRuleService
 from mailer.billing.rules import INVOICE_REMINDER, ReminderRule, RuleId
+from mailer.billing.sent_now import LogEntry, company_profile, send_and_log
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.invoices_table import InvoiceStore
@@ -25,10 +25,8 @@ from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, InvalidInput, NotFound
 from mailer.identity import Caller
-from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
-from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
@@ -36,7 +34,6 @@ from mailer.templating.fields import company_values, long_date
 from mailer.work_orders.models import valid_address
 
 DEFAULT_RULE = "overdue"  # whose wording a reminder without a rule_id has
-LogEntry = Callable[[str, SentLogEntry, dict[str, Any]], None]  # (tenant, entry, what it keeps)
 
 
 class RemindRequest(BaseModel):
@@ -145,47 +142,26 @@ class InvoiceReminders:
             raise InvalidInput.on("customer.email", "the invoice's customer has no valid email address")
         if self.suppressions is not None:
             self.suppressions.check(caller.tenant_id, [("customer.email", [address])])
-        profile = self._company(caller)
+        profile = company_profile(self.settings, caller)
         loaded = invoice_pdf(self.attachments, self.config, caller.tenant_id, invoice, rule)
-        rendered, message = reminder_message(profile, rule, invoice, loaded, self.config, automated=False)
-        bcc = [profile.settings.bcc] if profile.settings.bcc else []
-        created_at = utc_now()
-        delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
-        entry = SentLogEntry.attempt(
-            kind="automation",
-            delivery=delivery,
-            failure=failure,
-            created_at=created_at,
-            from_=profile.settings.from_email,
-            to=[address],
-            bcc=bcc,
-            subject=rendered.subject,
-            profile="company",
-            automation=INVOICE_REMINDER,
-            document=reminder_document(invoice),
-            attachments=loaded.infos,
-        )
-        kept = {
-            "invoice_id": invoice.id,
-            "rule_id": rule.rule_id,
-            "subject": rendered.subject,
-            "body_html": rendered.html,
-            "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
-        }
-        self.log(caller.tenant_id, entry, kept)
-        if failure:
+        sending = reminder_message(profile, rule, invoice, loaded, self.config, automated=False)
+        fields = {"automation": INVOICE_REMINDER, "document": reminder_document(invoice)}
+        try:
+            return send_and_log(
+                caller,
+                profile,
+                sending,
+                loaded,
+                config=self.config,
+                budgets=self.settings.budgets,
+                log=self.log,
+                fields=fields,
+                kept={"invoice_id": invoice.id, "rule_id": rule.rule_id},
+            )
+        except DeliveryFailed as exc:
             if self.logger is not None:
                 self.logger.info(
-                    "invoice reminder failed", extra={"category": failure.category, "email_id": entry.id}
+                    "invoice reminder failed",
+                    extra={"category": exc.failure.category, "email_id": exc.email_id},
                 )
-            raise DeliveryFailed(failure, email_id=entry.id)
-        return entry
-
-    def _company(self, caller: Caller) -> SendingProfile:
-        try:
-            return self.settings.saved_profile(caller, "company")
-        except NotFound:
-            raise Conflict(
-                "The company has no email settings yet: an administrator must save them under "
-                "/settings/company."
-            ) from None
+            raise

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer.billing.models import Invoice
-from mailer.billing.remind import LogEntry
+from mailer.billing.sent_now import LogEntry, company_profile, send_and_log
 from mailer.billing.statement_models import (
     STATEMENT,
     Statement,
@@ -34,10 +34,8 @@ from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mailer.identity import Caller
-from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
-from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import check_template, render, render_subject
@@ -175,53 +173,29 @@ class CustomerStatements:
             raise InvalidInput.on("customer.email", "the customer has no valid email address")
         if self.suppressions is not None:
             self.suppressions.check(caller.tenant_id, [("customer.email", [address])])
-        profile = self._company(caller)
+        profile = company_profile(self.settings, caller)
         zone = ZoneInfo(profile.settings.timezone or self.config.default_timezone)
         statement = Statement.of(customer_id, found, datetime.now(zone).date())
         assert statement is not None, "open_invoices_of"
         schedule = self.schedules.get(caller.tenant_id)
         loaded = invoice_pdfs(self.attachments, self.config, caller.tenant_id, statement, schedule)
-        rendered, message = statement_message(
-            profile, schedule, statement, loaded, self.config, automated=False
-        )
-        bcc = [profile.settings.bcc] if profile.settings.bcc else []
-        created_at = utc_now()
-        delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
-        entry = SentLogEntry.attempt(
-            kind="automation",
-            delivery=delivery,
-            failure=failure,
-            created_at=created_at,
-            from_=profile.settings.from_email,
-            to=[address],
-            bcc=bcc,
-            subject=rendered.subject,
-            profile="company",
-            automation=STATEMENT,
-            document=statement_document(statement),
-            attachments=loaded.infos,
-        )
-        kept = {
-            "customer_id": customer_id,
-            "statement_date": statement.day.isoformat(),
-            "subject": rendered.subject,
-            "body_html": rendered.html,
-            "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
-        }
-        self.log(caller.tenant_id, entry, kept)
-        if failure:
+        sending = statement_message(profile, schedule, statement, loaded, self.config, automated=False)
+        fields = {"automation": STATEMENT, "document": statement_document(statement)}
+        try:
+            return send_and_log(
+                caller,
+                profile,
+                sending,
+                loaded,
+                config=self.config,
+                budgets=self.settings.budgets,
+                log=self.log,
+                fields=fields,
+                kept={"customer_id": customer_id, "statement_date": statement.day.isoformat()},
+            )
+        except DeliveryFailed as exc:
             if self.logger is not None:
                 self.logger.info(
-                    "statement failed", extra={"category": failure.category, "email_id": entry.id}
+                    "statement failed", extra={"category": exc.failure.category, "email_id": exc.email_id}
                 )
-            raise DeliveryFailed(failure, email_id=entry.id)
-        return entry
-
-    def _company(self, caller: Caller) -> SendingProfile:
-        try:
-            return self.settings.saved_profile(caller, "company")
-        except NotFound:
-            raise Conflict(
-                "The company has no email settings yet: an administrator must save them under "
-                "/settings/company."
-            ) from None
+            raise

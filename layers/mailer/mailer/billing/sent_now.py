@@ -1,0 +1,81 @@
+"""What a reminder and a statement sent on request share: the company's sending profile, the one
+interactive send (`send_now`: deadline, budget, refused recipients), and the sent-log entry kept
+with what a support person needs to see what was sent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mailer.config import MailerConfig
+from mailer.delivery.failures import DeliveryFailed
+from mailer.delivery.message import OutgoingMessage
+from mailer.documents.attachments import LoadedAttachments
+from mailer.documents.models import Rendered
+from mailer.errors import Conflict, NotFound
+from mailer.identity import Caller
+from mailer.ids import utc_now
+from mailer.sent_log.models import SentLogEntry
+from mailer.settings.budget import SendingBudgets
+from mailer.settings.sending import send_now
+from mailer.settings.service import SendingProfile, SettingsService
+
+LogEntry = Callable[[str, SentLogEntry, dict[str, Any]], None]  # (tenant, entry, what it keeps)
+
+
+def company_profile(settings: SettingsService, caller: Caller) -> SendingProfile:
+    """The company account; a 409 when the company has saved no settings."""
+    try:
+        return settings.saved_profile(caller, "company")
+    except NotFound:
+        raise Conflict(
+            "The company has no email settings yet: an administrator must save them under /settings/company."
+        ) from None
+
+
+def send_and_log(
+    caller: Caller,
+    profile: SendingProfile,
+    message: tuple[Rendered, OutgoingMessage],
+    loaded: LoadedAttachments,
+    *,
+    config: MailerConfig,
+    budgets: SendingBudgets,
+    log: LogEntry,
+    fields: dict[str, Any],
+    kept: dict[str, Any],
+) -> SentLogEntry:
+    """Send to the customer now and log the attempt as `fields` name it (`automation`, `document`);
+    the entry keeps `kept` with the subject, body and attachment versions. A refused send is
+    DeliveryFailed with the entry's id (502), after the entry is kept."""
+    rendered, outgoing = message
+    to = [a.addr_spec for a in outgoing.message["To"].addresses]
+    bcc = [profile.settings.bcc] if profile.settings.bcc else []
+    created_at = utc_now()
+    delivery, failure = send_now(profile, outgoing, config, budgets, to)
+    entry = SentLogEntry.attempt(
+        kind="automation",
+        delivery=delivery,
+        failure=failure,
+        created_at=created_at,
+        from_=profile.settings.from_email,
+        to=to,
+        bcc=bcc,
+        subject=rendered.subject,
+        profile="company",
+        attachments=loaded.infos,
+        **fields,
+    )
+    log(
+        caller.tenant_id,
+        entry,
+        kept
+        | {
+            "subject": rendered.subject,
+            "body_html": rendered.html,
+            "attachment_versions": [version.model_dump(mode="json") for version in loaded.versions],
+        },
+    )
+    if failure:
+        raise DeliveryFailed(failure, email_id=entry.id)
+    return entry

@@ -501,12 +501,17 @@ def _run_failing_sends(transport: MakeTransport, server_tls: ssl.SSLContext) -> 
 
 
 def test_failed_sends_leave_no_thread_behind(transport, server_tls):
-    baseline = threading.active_count()
+    # The threads alive before, by identity: a thread of an earlier test that ends meanwhile must
+    # not hide one these sends left (a count would).
+    before = set(threading.enumerate())
+
+    def started_since() -> int:
+        return len([t for t in threading.enumerate() if t not in before])
 
     categories = _run_failing_sends(transport, server_tls)
 
     assert len(categories) == 8
-    assert settle(threading.active_count, baseline, seconds=2.0) == baseline, threading.enumerate()
+    assert settle(started_since, 0, seconds=2.0) == 0, threading.enumerate()
 
 
 def test_failed_sends_leave_no_socket_open(transport, server_tls):

@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict
 from mailer.billing.models import Invoice, invoice_context
 from mailer.billing.rule_service import InvoiceRuleService
 from mailer.billing.rules import INVOICE_REMINDER, ReminderRule, RuleId
-from mailer.billing.sent_now import LogEntry, company_profile, send_and_log
+from mailer.billing.sent_now import LogEntry, company_profile, send_and_log, to_customer
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.invoices_table import InvoiceStore
 from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.html_text import html_to_text
-from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.delivery.message import OutgoingMessage
 from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, InvalidInput, NotFound
@@ -97,17 +97,7 @@ def reminder_message(
     zone = ZoneInfo(settings.timezone or config.default_timezone)
     rendered = reminder_wording(rule, invoice, settings, zone)
     assert invoice.customer.email
-    message = build_message(
-        sender=Sender(settings.from_email, settings.from_name, settings.reply_to),
-        to=[invoice.customer.email],
-        bcc=[settings.bcc] if settings.bcc else [],
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        attachments=loaded.attachments,
-        automated=automated,
-    )
-    return rendered, message
+    return rendered, to_customer(settings, invoice.customer.email, rendered, loaded, automated=automated)
 
 
 @dataclass

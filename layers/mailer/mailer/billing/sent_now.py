@@ -9,7 +9,7 @@ from typing import Any
 
 from mailer.config import MailerConfig
 from mailer.delivery.failures import DeliveryFailed
-from mailer.delivery.message import OutgoingMessage
+from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.documents.attachments import LoadedAttachments
 from mailer.documents.models import Rendered
 from mailer.errors import Conflict, NotFound
@@ -17,10 +17,28 @@ from mailer.identity import Caller
 from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.budget import SendingBudgets
+from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 
 LogEntry = Callable[[str, SentLogEntry, dict[str, Any]], None]  # (tenant, entry, what it keeps)
+
+
+def to_customer(
+    settings: SettingsView, address: str, rendered: Rendered, loaded: LoadedAttachments, *, automated: bool
+) -> OutgoingMessage:
+    """The company's mail to one customer, with its archive copy; `automated` (a scheduled run's)
+    marks it `Auto-Submitted`, a person's request does not."""
+    return build_message(
+        sender=Sender(settings.from_email, settings.from_name, settings.reply_to),
+        to=[address],
+        bcc=[settings.bcc] if settings.bcc else [],
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        attachments=loaded.attachments,
+        automated=automated,
+    )
 
 
 def company_profile(settings: SettingsService, caller: Caller) -> SendingProfile:

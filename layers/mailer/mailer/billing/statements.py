@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer.billing.models import Invoice
-from mailer.billing.sent_now import LogEntry, company_profile, send_and_log
+from mailer.billing.sent_now import LogEntry, company_profile, send_and_log, to_customer
 from mailer.billing.statement_models import (
     STATEMENT,
     Statement,
@@ -29,7 +29,7 @@ from mailer.dal.invoices_table import InvoiceStore
 from mailer.dal.settings_table import SettingsStore
 from mailer.delivery.failures import DeliveryFailed
 from mailer.delivery.html_text import html_to_text
-from mailer.delivery.message import OutgoingMessage, Sender, build_message
+from mailer.delivery.message import OutgoingMessage
 from mailer.documents.attachments import LoadedAttachments, load_attachments
 from mailer.documents.models import AttachmentRef, Rendered
 from mailer.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -132,17 +132,7 @@ def statement_message(
     today = datetime.now(ZoneInfo(settings.timezone or config.default_timezone)).date()
     rendered = statement_wording(schedule, statement, settings, today)
     assert statement.customer.email
-    message = build_message(
-        sender=Sender(settings.from_email, settings.from_name, settings.reply_to),
-        to=[statement.customer.email],
-        bcc=[settings.bcc] if settings.bcc else [],
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        attachments=loaded.attachments,
-        automated=automated,
-    )
-    return rendered, message
+    return rendered, to_customer(settings, statement.customer.email, rendered, loaded, automated=automated)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from mailer.delivery.guard import AddressGuard
 from mailer.delivery.message import OutgoingMessage, Sender, build_message
 from mailer.delivery.transports.base import Delivery
 from mailer.delivery.transports.smtp import SmtpServer, SmtpTransport
-from tests.support.leaks import settle, socket_fds
+from tests.support.leaks import settle, socket_inodes
 from tests.support.smtp import ScriptedHandler, SilentListener, banner
 from tests.support.tls import server_context
 
@@ -515,7 +515,7 @@ def test_failed_sends_leave_no_thread_behind(transport, server_tls):
 
 
 def test_failed_sends_leave_no_socket_open(transport, server_tls):
-    baseline = socket_fds()
+    before = socket_inodes()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -524,4 +524,4 @@ def test_failed_sends_leave_no_socket_open(transport, server_tls):
 
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
-    assert settle(socket_fds, baseline, seconds=2.0) == baseline
+    assert settle(lambda: len(socket_inodes() - before), 0, seconds=2.0) == 0

@@ -22,16 +22,19 @@ def settle(probe: Callable[[], int], expected: int, seconds: float = 3.0) -> int
     return value
 
 
-def socket_fds() -> int:
-    """How many of this process's file descriptors are sockets."""
-    count = 0
+def socket_inodes() -> set[str]:
+    """The sockets this process holds open, by inode (`socket:[123]`): unlike a count or an fd
+    number, an inode names one socket, so a socket of an earlier test closing meanwhile does not
+    hide a new one."""
+    found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                count += 1
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            pass
-    return count
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 GOOGLE_AUTH_HINT = (
@@ -80,6 +80,13 @@ class Provider:
     hint: str
     auth_hint: str = GENERIC_AUTH_HINT
     limits: SendingLimits = NO_LIMITS
+    # The domain the From domain's SPF record includes for this provider's servers; None when the
+    # provider documents none for the From domain (see the presets below).
+    spf_include: str | None = None
+    # Where the same account's mailbox is read over IMAP for bounce reports (IMAPS, TLS from the
+    # first byte); None for sending-only services, whose bounces come another way.
+    imap_host: str | None = None
+    imap_port: int = 993
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,6 +116,9 @@ _PROVIDERS: tuple[Provider, ...] = (
         "to send as a shared mailbox the user needs Send As permission on it.",
         MICROSOFT_AUTH_HINT,
         MICROSOFT_365_LIMITS,
+        # "v=spf1 include:spf.protection.outlook.com -all" (learn.microsoft.com/defender-office-365/
+        # email-authentication-spf-configure).
+        spf_include="spf.protection.outlook.com",
     ),
     Provider(
         "outlook",
@@ -128,6 +138,8 @@ _PROVIDERS: tuple[Provider, ...] = (
         "Use an app password (myaccount.google.com/apppasswords); your normal password is refused.",
         GOOGLE_AUTH_HINT,
         GOOGLE_WORKSPACE_LIMITS,
+        # "v=spf1 include:_spf.google.com ~all" (support.google.com/a/answer/10685031).
+        spf_include="_spf.google.com",
     ),
     Provider(
         "gmail_relay",
@@ -139,6 +151,7 @@ _PROVIDERS: tuple[Provider, ...] = (
         "Gmail > Routing > SMTP relay service) allowing SMTP authentication.",
         GOOGLE_AUTH_HINT,
         GOOGLE_RELAY_LIMITS,
+        spf_include="_spf.google.com",  # the relay sends from Google's servers, as above
     ),
     *(
         Provider(
@@ -150,6 +163,8 @@ _PROVIDERS: tuple[Provider, ...] = (
             "Use SES SMTP credentials for this region, and a verified From address or domain. "
             "New SES accounts are in the sandbox and can only send to verified recipients.",
             SES_AUTH_HINT,
+            # "include:amazonses.com" (docs.aws.amazon.com/ses/latest/dg/send-email-authentication-spf.html).
+            spf_include="amazonses.com",
         )
         for region in SES_REGIONS
     ),
@@ -179,6 +194,9 @@ _PROVIDERS: tuple[Provider, ...] = (
         "ssl",
         "Accounts hosted in the EU or India use smtp.zoho.eu or smtp.zoho.in instead.",
         ZOHO_AUTH_HINT,
+        # "v=spf1 include:zoho.com ~all" for the data center smtp.zoho.com serves
+        # (zoho.com/mail/help/adminconsole/spf-configuration.html).
+        spf_include="zoho.com",
     ),
     Provider(
         "icloud",
@@ -187,6 +205,9 @@ _PROVIDERS: tuple[Provider, ...] = (
         587,
         "starttls",
         "Use an app-specific password from account.apple.com.",
+        # "v=spf1 include:icloud.com ~all", from iCloud's custom email domain setup
+        # (support.apple.com/en-us/102374).
+        spf_include="icloud.com",
     ),
     Provider(
         "fastmail",
@@ -195,6 +216,8 @@ _PROVIDERS: tuple[Provider, ...] = (
         465,
         "ssl",
         "Create an app password under Settings > Privacy & Security > Integrations.",
+        # "v=spf1 include:spf.messagingengine.com ?all" (fastmail.help/hc/en-us/articles/360060591153).
+        spf_include="spf.messagingengine.com",
     ),
     Provider(
         "sendgrid",
@@ -214,7 +237,23 @@ _PROVIDERS: tuple[Provider, ...] = (
     ),
 )
 
-PROVIDERS: dict[str, Provider] = {p.id: p for p in _PROVIDERS}
+# The IMAP servers of the presets with a mailbox, from each provider's own IMAP settings page:
+# Microsoft (support.microsoft.com, "POP, IMAP, and SMTP settings for Outlook.com"), Google
+# (support.google.com/mail/answer/7126229), Yahoo (help.yahoo.com, "IMAP server settings"), Zoho
+# (zoho.com/mail/help/imap-access.html), iCloud (support.apple.com/en-us/102525), Fastmail
+# (fastmail.help, "Server names and ports").
+IMAP_SERVERS = {
+    "office365": "outlook.office365.com",
+    "outlook": "outlook.office365.com",
+    "gmail": "imap.gmail.com",
+    "yahoo": "imap.mail.yahoo.com",
+    "zoho": "imap.zoho.com",
+    "icloud": "imap.mail.me.com",
+    "fastmail": "imap.fastmail.com",
+}
+PROVIDERS: dict[str, Provider] = {
+    p.id: replace(p, imap_host=IMAP_SERVERS[p.id]) if p.id in IMAP_SERVERS else p for p in _PROVIDERS
+}
 
 
 def provider_for_host(host: str | None) -> Provider | None:

@@ -41,12 +41,34 @@ $(TOOLS)/bin/.installed: requirements-tools.txt
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
 	@touch $@
 
+# Dovecot is the IMAP server the bounce-mailbox tests start on loopback ports of their own
+# (tests/support/imap_server.py). The packaged service is stopped and disabled right after the
+# install (its postinst may start it), so nothing is left listening on 143 or 993.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+SYSTEM_PATH := $(PATH):/usr/sbin:/sbin
+
+$(VENV)/.dovecot: | $(BIN)/.installed
+	@PATH="$(SYSTEM_PATH)" command -v dovecot >/dev/null || { \
+		echo "== installing dovecot-imapd (the test and local IMAP server)"; \
+		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd) || exit 1; \
+		if [ -d /run/systemd/system ]; then \
+			$(SUDO) systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true; \
+		elif [ -x /etc/init.d/dovecot ]; then \
+			$(SUDO) /etc/init.d/dovecot stop >/dev/null 2>&1 || true; \
+			$(SUDO) update-rc.d dovecot disable >/dev/null 2>&1 || true; \
+		fi; \
+		if [ -f /run/dovecot/master.pid ] && [ -d /proc/$$(cat /run/dovecot/master.pid) ]; then \
+			echo "!! the packaged dovecot service still runs (pid $$(cat /run/dovecot/master.pid)): stop it"; exit 1; \
+		fi; \
+	}
+	@touch $@
+
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt
 	@echo "== installing the benchmarks' extras in $(VENV)"
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed $(VENV)/.dovecot
 	$(BIN)/python -m local.run
 
 lint: $(BIN)/.installed
@@ -68,7 +90,7 @@ else
 	PATH="$(dir $(PY313)):$$PATH" $(TOOLS)/bin/sam build
 endif
 
-pytest: $(BIN)/.installed
+pytest: $(BIN)/.installed $(VENV)/.dovecot
 	$(BIN)/pytest
 
 test: lint validate build pytest

@@ -305,6 +305,9 @@ def document_event_samples() -> dict[str, HttpRequest]:
         ),
         "document-event": json_request("POST", "/documents/events", "/documents/events", raised),
         "suppressions-list": json_request("GET", "/suppressions", "/suppressions"),
+        "open-pixel": json_request(
+            "GET", "/t/not-a-real-token.gif", "/t/{name}", name="not-a-real-token.gif"
+        ),
         "suppression-put": json_request(
             "PUT",
             "/suppressions/dana@customer.example",
@@ -321,7 +324,7 @@ def document_event_samples() -> dict[str, HttpRequest]:
     }
 
 
-PUBLIC = {"oauth-callback"}  # sent without the authorizer's claims, as API Gateway sends them
+PUBLIC = {"oauth-callback", "open-pixel"}  # sent without the authorizer's claims, as API Gateway sends them
 
 
 def stable(event: dict[str, Any]) -> dict[str, Any]:
@@ -388,12 +391,121 @@ def other_events() -> dict[str, dict[str, Any]]:
     }
 
 
+SES_MESSAGE_ID = "0100019ad4c3e5b1-7f3e2a1b-4c5d-4e6f-8a9b-0c1d2e3f4a5b-000000"
+SES_MAIL = {
+    "timestamp": "2026-11-24T15:00:01.120Z",
+    "source": "Acme Plumbing Billing <billing@acme.example>",
+    "sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/acme.example",
+    "sendingAccountId": "123456789012",
+    "messageId": SES_MESSAGE_ID,
+    "destination": ["dana@customer.example"],
+    "headersTruncated": False,
+    "commonHeaders": {
+        "from": ["Acme Plumbing Billing <billing@acme.example>"],
+        "to": ["dana@customer.example"],
+        "subject": "Invoice INV-1001 from Acme Plumbing",
+    },
+    "tags": {"ses:configuration-set": ["company-mail-tracking"]},
+}
+SES_DETAILS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # sample name: (EventBridge detail-type, SES eventType, the record's own object)
+    "ses-send": ("Email Sent", "Send", {"send": {}}),
+    "ses-delivery": (
+        "Email Delivered",
+        "Delivery",
+        {
+            "delivery": {
+                "timestamp": "2026-11-24T15:00:02.480Z",
+                "processingTimeMillis": 1360,
+                "recipients": ["dana@customer.example"],
+                "smtpResponse": "250 2.6.0 Message received",
+                "reportingMTA": "a8-30.smtp-out.amazonses.com",
+            }
+        },
+    ),
+    "ses-bounce": (
+        "Email Bounced",
+        "Bounce",
+        {
+            "bounce": {
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": "dana@customer.example",
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                ],
+                "timestamp": "2026-11-24T15:00:03.010Z",
+                "feedbackId": "0100019ad4c3f1a2-3b4c5d6e-7f80-4a1b-9c2d-3e4f5a6b7c8d-000000",
+                "reportingMTA": "dsn; a8-30.smtp-out.amazonses.com",
+            }
+        },
+    ),
+    "ses-complaint": (
+        "Email Complaint Received",
+        "Complaint",
+        {
+            "complaint": {
+                "feedbackId": "0100019ad4c40b7e-9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d-000000",
+                "complaintSubType": None,
+                "complainedRecipients": [{"emailAddress": "dana@customer.example"}],
+                "timestamp": "2026-11-24T17:12:40.000Z",
+                "userAgent": "Mozilla/5.0",
+                "complaintFeedbackType": "abuse",
+                "arrivalDate": "2026-11-24T17:12:39.000Z",
+            }
+        },
+    ),
+    "ses-delivery-delay": (
+        "Email Delivery Delayed",
+        "DeliveryDelay",
+        {
+            "deliveryDelay": {
+                "timestamp": "2026-11-24T15:30:00.000Z",
+                "delayType": "MailboxFull",
+                "expirationTime": "2026-11-25T15:00:01.120Z",
+                "delayedRecipients": [
+                    {
+                        "emailAddress": "dana@customer.example",
+                        "status": "4.2.2",
+                        "diagnosticCode": "smtp; 452 4.2.2 Mailbox full",
+                    }
+                ],
+            }
+        },
+    ),
+    "ses-reject": ("Email Rejected", "Reject", {"reject": {"reason": "Bad content"}}),
+}
+
+
+def ses_events() -> dict[str, dict[str, Any]]:
+    """SES events as EventBridge delivers them from the stack's configuration set (TrackingFunction)."""
+    found = {}
+    for name, (detail_type, event_type, part) in SES_DETAILS.items():
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        found[name] = {
+            "version": "0",
+            "id": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
+            "detail-type": detail_type,
+            "source": "aws.ses",
+            "account": "123456789012",
+            "time": "2026-11-24T15:00:03Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:ses:us-east-1:123456789012:configuration-set/company-mail-tracking"],
+            "detail": {"eventType": event_type, "mail": SES_MAIL} | part,
+        }
+    return found
+
+
 def main() -> None:
     written = {
         name: stable(http_event(request, None if name in PUBLIC else ADMIN))
         for name, request in (samples() | invoice_samples() | document_event_samples()).items()
     }
-    for name, event in (written | other_events()).items():
+    for name, event in (written | other_events() | ses_events()).items():
         path = EVENTS / f"{name}.json"
         path.write_text(json.dumps(event, indent=2) + "\n")
         print(path.relative_to(ROOT))

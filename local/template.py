@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,13 @@ class Template:
             self.names.physical.setdefault(logical, url + self.names.queue_name(logical))
         for logical in self.of_type("AWS::S3::Bucket"):
             self.names.physical.setdefault(logical, f"{self.names.stack_name}-{logical}".lower())
+        for logical, spec in {
+            **self.of_type("AWS::SecretsManager::Secret"),
+            **self.of_type("AWS::SES::ConfigurationSet"),
+        }.items():
+            name = spec.get("Properties", {}).get("Name")
+            if name is not None:
+                self.names.physical.setdefault(logical, str(self.names.resolve(name)))
         for logical, spec in self.body.get("Parameters", {}).items():
             default = spec.get("Default")
             if default is not None:
@@ -245,7 +253,31 @@ class Template:
             made[logical] = name
         return made
 
+    def create_generated_secrets(self, secretsmanager: Any) -> dict[str, str]:
+        """The secrets whose value the deployment generates (GenerateSecretString), with a random one."""
+        made = {}
+        for logical, spec in self.of_type("AWS::SecretsManager::Secret").items():
+            props = spec.get("Properties", {})
+            if "GenerateSecretString" not in props:
+                continue
+            name = self.names.ref(logical)
+            secretsmanager.create_secret(Name=name, SecretString=secrets.token_urlsafe(48))
+            made[logical] = name
+        return made
+
+    def create_configuration_sets(self, sesv2: Any) -> list[str]:
+        """The SES configuration sets, so that SES sends naming the stack's are accepted."""
+        made = []
+        for logical, spec in self.of_type("AWS::SES::ConfigurationSet").items():
+            name = str(self.names.resolve(spec.get("Properties", {}).get("Name") or logical))
+            self.names.physical.setdefault(logical, name)
+            sesv2.create_configuration_set(ConfigurationSetName=name)
+            made.append(name)
+        return made
+
     def create_all(self, session: Any) -> None:
+        self.create_configuration_sets(session.client("sesv2"))
+        self.create_generated_secrets(session.client("secretsmanager"))
         self.create_tables(session.client("dynamodb"))
         self.create_queues(session.client("sqs"))
         self.create_buckets(session.client("s3"))

@@ -45,6 +45,7 @@ from mailer.dal.secret_store import SecretMissing
 from mailer.dal.sent_log_table import decode_cursor, encode_cursor
 from mailer.errors import ServiceUnavailable
 from mailer.sent_log.models import SentLogEntry
+from mailer.tracking.models import Timeline
 from mailer.work_orders.models import WorkOrder, reminder_start_date
 
 M = TypeVar("M", bound=BaseModel)
@@ -258,6 +259,7 @@ class SentLogStore(Faults):
         *,
         document: tuple[str, str] | None = None,
         work_order_id: str | None = None,
+        delivery_status: str | None = None,
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[SentLogEntry], str | None]:
@@ -275,6 +277,8 @@ class SentLogStore(Faults):
             entries = [e for e in entries if e.document and _document_pk(tenant_id, e) == wanted]
         elif work_order_id:
             entries = [e for e in entries if e.work_order_id == work_order_id]
+        elif delivery_status:
+            entries = [e for e in entries if e.delivery_status == delivery_status]
         entries.sort(key=lambda e: e.id, reverse=True)
         if cursor:
             after = decode_cursor(cursor, pk)["sk"][len(keys.EMAIL_PREFIX) :]
@@ -283,6 +287,34 @@ class SentLogStore(Faults):
         if len(entries) <= limit:
             return page, None
         return page, encode_cursor(_page_key(tenant_id, page[-1], document, work_order_id))
+
+    def find_message(self, message_id: str) -> list[tuple[str, str]]:
+        self._call("find_message", message_id)
+        wanted = keys.message_index_pk(message_id)
+        return [
+            (tenant, entry_id)
+            for (tenant, entry_id), item in self.items.items()
+            if item["entry"].get("message_id")
+            and keys.message_index_pk(item["entry"]["message_id"]) == wanted
+        ][:10]
+
+    def change_timeline(
+        self, tenant_id: str, entry_id: str, change: Callable[[Timeline], Timeline | None]
+    ) -> SentLogEntry | None:
+        self._call("change_timeline", tenant_id, entry_id)
+        item = self.items.get((tenant_id, entry_id))
+        if item is None:
+            return None
+        entry = SentLogEntry.model_validate(item["entry"])
+        changed = change(
+            Timeline(status=entry.delivery_status, events=entry.events, keys=item.get("keys", []))
+        )
+        if changed is None:
+            return entry
+        entry = entry.model_copy(update={"delivery_status": changed.status, "events": changed.events})
+        item["entry"] = entry.model_dump(mode="json", by_alias=True)
+        item["keys"] = list(changed.keys)
+        return entry
 
 
 def _document_pk(tenant_id: str, entry: SentLogEntry) -> str:

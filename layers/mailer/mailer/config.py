@@ -67,6 +67,11 @@ class MailerConfig(BaseModel):
     budget_table: str | None = Field(None, alias="BUDGET_TABLE", min_length=1)  # sending budgets
     # A claim older than this (the outbox queue's visibility timeout) is no longer being worked on.
     stale_claim_seconds: int = Field(720, alias="STALE_CLAIM_SECONDS", ge=60, le=43200)
+    # Delivery tracking: the stack's SES configuration set (its events go to EventBridge), the
+    # secret that signs open-tracking pixels, and the public API URL the pixels point at.
+    ses_configuration_set: str | None = Field(None, alias="SES_CONFIGURATION_SET", min_length=1)
+    tracking_key_secret: str | None = Field(None, alias="TRACKING_KEY_SECRET", min_length=1)
+    public_api_url: str | None = Field(None, alias="PUBLIC_API_URL", min_length=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:

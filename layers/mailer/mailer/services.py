@@ -33,6 +33,7 @@ from mailer.billing.statements import CustomerStatements, StatementScheduleServi
 from mailer.config import MailerConfig, OAuthConfig
 from mailer.dal import keys
 from mailer.dal.attachments_bucket import AttachmentStore
+from mailer.dal.bounce_reads import BounceReadStore
 from mailer.dal.budget_table import BudgetStore
 from mailer.dal.idempotency_table import DynamoDBPersistenceLayer, idempotency_table
 from mailer.dal.invoices_table import InvoiceStore
@@ -61,6 +62,9 @@ from mailer.settings.oauth import OAuthProviders
 from mailer.settings.schedule import SendSchedule
 from mailer.settings.service import ProfileRef, SettingsService
 from mailer.suppression.service import Suppressions
+from mailer.tracking.bounces import BounceReader
+from mailer.tracking.opens import OpenPixel, OpenTokens
+from mailer.tracking.service import Tracking
 
 
 class Services:
@@ -80,6 +84,7 @@ class Services:
             guard=config.guard,
             budgets=budgets,
             schedule=self.send_schedule,
+            bounce_reads=BounceReadStore(config.settings_table),
         )
         self.settings.on_reconnect_required = self._tell_company_to_reconnect
         self.sent_log = SentLogStore(config.sent_log_table, retention_days=config.sent_log_retention_days)
@@ -118,7 +123,37 @@ class Services:
         """The company's suppression list (settings table): every send path checks it."""
         return Suppressions(SuppressionStore(self.config.settings_table), utc_now)
 
+    @cached_property
+    def open_pixel(self) -> OpenPixel | None:
+        """The open-tracking pixel, when the stack has a signing key and a public URL to point at."""
+        if not (self.config.tracking_key_secret and self.config.public_api_url):
+            return None
+        return OpenPixel(self.open_tokens, self.config.public_api_url)
+
+    @cached_property
+    def open_tokens(self) -> OpenTokens:
+        name = self.config.value("tracking_key_secret")
+        secrets = SecretStore(name, max_age_seconds=3600)
+        return OpenTokens(lambda: secrets.get(name))
+
     # use cases
+    @cached_property
+    def tracking(self) -> Tracking:
+        tokens = self.open_tokens if self.config.tracking_key_secret else None
+        return Tracking(self.sent_log, self.suppressions, utc_now, self.logger, open_tokens=tokens)
+
+    @cached_property
+    def bounce_reader(self) -> BounceReader:
+        """Bounce reports read from the mailboxes of the profiles with read_bounces on."""
+        return BounceReader(
+            self.settings,
+            BounceReadStore(self.config.settings_table),
+            self.tracking,
+            self.config,
+            utc_now,
+            self.logger,
+        )
+
     @cached_property
     def oauth_connect(self) -> OAuthConnect:
         states = OAuthStateStore(self.config.value("oauth_states_table"))
@@ -146,6 +181,7 @@ class Services:
             self.logger,
             outbox=self.outbox if self.config.outbox_queue_url else None,
             suppressions=self.suppressions,
+            pixel=self.open_pixel,
         )
 
     @cached_property
@@ -206,6 +242,7 @@ class Services:
             outbox=self.outbox if self.config.outbox_queue_url else None,
             kinds=self.record_kinds,
             suppressions=self.suppressions,
+            pixel=self.open_pixel,
         )
         return OutboxWorker(deps, remaining_ms)
 
@@ -298,6 +335,7 @@ class Services:
             self.documents.keep_entry,
             self.logger,
             self.suppressions,
+            self.open_pixel,
         )
 
     # billing: customers' statements, and the previews of billing email
@@ -329,6 +367,7 @@ class Services:
             self.documents.keep_entry,
             self.logger,
             self.suppressions,
+            self.open_pixel,
         )
 
     @cached_property
@@ -348,6 +387,7 @@ class Services:
             self.documents.keep_entry,
             self.logger,
             self.suppressions,
+            self.open_pixel,
         )
 
 

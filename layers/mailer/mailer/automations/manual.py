@@ -15,11 +15,12 @@ from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.delivery.failures import DeliveryFailed
 from mailer.errors import Conflict, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
-from mailer.ids import utc_now
+from mailer.ids import new_id, utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
+from mailer.tracking.opens import OpenPixel
 from mailer.work_orders.models import STATUS_LABELS, WorkOrder, valid_address
 
 REMINDER = "reminder"
@@ -36,6 +37,7 @@ class WorkOrderReminders:
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService.keep_entry)
     logger: Any = None
     suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
+    pixel: OpenPixel | None = None  # open tracking, for companies with track_opens on
 
     def remind(self, caller: Caller, work_order_id: str) -> SentLogEntry:
         """Send the reminder of the work order now, log it and mark the work order
@@ -72,9 +74,13 @@ class WorkOrderReminders:
         message = compose(automation, profile.settings, work_order, parent, self.config, None)
         to = [a.addr_spec for a in message.message["To"].addresses]
         subject = str(message.message["Subject"])
+        entry_id = new_id()
+        if self.pixel is not None and profile.settings.track_opens:
+            message = self.pixel.add(message, caller.tenant_id, entry_id)
         created_at = utc_now()
         delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
         entry = SentLogEntry.attempt(
+            id=entry_id,
             kind="automation",
             delivery=delivery,
             failure=failure,

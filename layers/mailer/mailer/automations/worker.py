@@ -53,11 +53,13 @@ from mailer.delivery.message import OutgoingMessage
 from mailer.delivery.transports.base import Delivery
 from mailer.errors import MailerError, NotFound, TooManyRequests
 from mailer.identity import Caller
+from mailer.ids import new_id
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import TransportPool
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.models import Suppression, normalized
 from mailer.suppression.service import Suppressions, why
+from mailer.tracking.opens import OpenPixel
 from mailer.work_orders.models import WorkOrder
 
 __all__ = ["OutboxWorker", "WorkerDeps", "why_not_send"]
@@ -159,6 +161,7 @@ class WorkerDeps:
     suppressions: Suppressions | None = None  # the companies' suppression lists, checked after the claim
     # The record kinds besides work orders, by automation (invoice_reminder, statement, ...).
     kinds: dict[str, RecordKind] = field(default_factory=dict)
+    pixel: OpenPixel | None = None  # open tracking, for companies with track_opens on
 
 
 @dataclass
@@ -190,6 +193,7 @@ class _Email(_Settling):
     job: Job = field(kw_only=True)
     receive_count: int = field(default=1, kw_only=True)
     claimed_at: int | None = field(default=None, kw_only=True)  # set while this worker holds the claim
+    entry_id: str = field(default_factory=new_id, kw_only=True)  # of its sent-log entry once sent
 
     @property
     def message(self) -> OutboxMessage:
@@ -542,7 +546,7 @@ class OutboxWorker:
         message = email.message
         kind = self.kind(message.automation)
         try:
-            outgoing = kind.compose(email.job, profile)
+            outgoing = self._tracked(email, kind.compose(email.job, profile))
             delivery = self.pool.send(self._sender_key(email), profile, outgoing)
         except DeliveryFailed as exc:
             self._failed(email, exc.failure, writes)
@@ -560,6 +564,19 @@ class OutboxWorker:
             self._failed(email, template_error(message.automation, exc, kind.fix_at(message)), writes)
         else:
             self._sent(email, outgoing, profile, delivery, writes)
+
+    def _tracked(self, email: _Email, outgoing: OutgoingMessage) -> OutgoingMessage:
+        """With the open pixel when the company tracks opens (a company-wide choice, also for
+        email sent from a user's own account)."""
+        if self.deps.pixel is None:
+            return outgoing
+        try:
+            company = self._profile(email.tenant_id).settings
+        except MailerError:
+            return outgoing
+        if not company.track_opens:
+            return outgoing
+        return self.deps.pixel.add(outgoing, email.tenant_id, email.entry_id)
 
     def _seconds_left(self) -> float | None:
         return None if self.remaining_ms is None else self.remaining_ms() / 1000
@@ -622,6 +639,7 @@ class OutboxWorker:
     ) -> None:
         to = [a.addr_spec for a in outgoing.message["To"].addresses]
         entry = SentLogEntry.attempt(
+            id=email.entry_id,
             kind="automation",
             delivery=delivery,
             failure=None,

@@ -31,6 +31,7 @@ from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
 from mailer.templating.fields import company_values, long_date
+from mailer.tracking.opens import OpenPixel
 from mailer.work_orders.models import valid_address
 
 DEFAULT_RULE = "overdue"  # whose wording a reminder without a rule_id has
@@ -110,6 +111,7 @@ class InvoiceReminders:
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService._log)
     logger: Any = None
     suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
+    pixel: OpenPixel | None = None  # open tracking, for companies with track_opens on
 
     def remind(self, caller: Caller, invoice_id: str, body: RemindRequest) -> SentLogEntry:
         """Send the rule's reminder of the invoice now and log it; any user of the company may.
@@ -145,6 +147,7 @@ class InvoiceReminders:
                 config=self.config,
                 budgets=self.settings.budgets,
                 log=self.log,
+                pixel=self.pixel,
                 fields=fields,
                 kept={"invoice_id": invoice.id, "rule_id": rule.rule_id},
             )

@@ -40,6 +40,7 @@ from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import check_template, render, render_subject
 from mailer.templating.fields import company_values, long_date, sample_context
+from mailer.tracking.opens import OpenPixel
 from mailer.work_orders.models import valid_address
 
 
@@ -145,6 +146,7 @@ class CustomerStatements:
     log: LogEntry  # the sent log's write, retried, then queued (DocumentEmailService.keep_entry)
     logger: Any = None
     suppressions: Suppressions | None = None  # the company's list: a suppressed customer is a 422
+    pixel: OpenPixel | None = None  # open tracking, for companies with track_opens on
 
     def send(self, caller: Caller, customer_id: str) -> SentLogEntry:
         """Send the customer's statement of today (in the company's time zone) now and log it; any
@@ -180,6 +182,7 @@ class CustomerStatements:
                 config=self.config,
                 budgets=self.settings.budgets,
                 log=self.log,
+                pixel=self.pixel,
                 fields=fields,
                 kept={"customer_id": customer_id, "statement_date": statement.day.isoformat()},
             )

@@ -3,7 +3,8 @@
 Settings table:  pk TENANT#<tenant>, sk SETTINGS#company | SETTINGS#user/<sub> |
                  DOCTEMPLATE#<type> | AUTOMATION#<type>; sparse index gsi1pk ACTIVE#reminder.
 Sent log:        pk TENANT#<tenant>, sk EMAIL#<id>; by_document gsi1pk <pk>#DOC#<type>#<number>;
-                 by_work_order gsi2pk <pk>#WO#<id>.
+                 by_work_order gsi2pk <pk>#WO#<id>; by_message_id gsi3pk MID#<provider message id>
+                 (keys only, across tenants: an SES event names no tenant).
 Work orders:     pk TENANT#<tenant>, sk WO#<id>; by_reminder_date gsi1pk <pk>#START#<date>.
 Ledger:          pk TENANT#<tenant>, sk <automation>#<work order>#<occurrence>.
 Invoices:        pk TENANT#<tenant>, sk INV#<id>; by_due gsi1pk <pk>#OPEN, gsi1sk <due date>#<id> (open,
@@ -65,6 +66,24 @@ def document_index_pk(tenant_id: str, document_type: object, number: object) -> 
 
 def work_order_index_pk(tenant_id: str, work_order_id: str) -> str:
     return f"{tenant_pk(tenant_id)}#WO#{work_order_id}"
+
+
+def tenant_of(pk: str) -> str:
+    return pk.removeprefix("TENANT#")
+
+
+def provider_message_id(message_id: str) -> str:
+    """What a provider's reports name a message by: SES events its SES id (the left part of the
+    `<id@email.amazonses.com>` Message-ID SES gives it), bounce reports the Message-ID itself."""
+    plain = message_id.strip().removeprefix("<").removesuffix(">")
+    local, _, domain = plain.rpartition("@")
+    if local and (domain == "amazonses.com" or domain.endswith(".amazonses.com")):
+        return local
+    return plain
+
+
+def message_index_pk(message_id: str) -> str:
+    return f"MID#{provider_message_id(message_id)}"
 
 
 def work_order_sk(work_order_id: str) -> str:

@@ -7,13 +7,14 @@ one entry.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer.dal import clients, keys
@@ -21,6 +22,11 @@ from mailer.dal.keys import tenant_pk
 from mailer.dal.ledger_table import batch_put
 from mailer.errors import InvalidInput, ServiceUnavailable
 from mailer.sent_log.models import SentLogEntry
+from mailer.tracking.models import Timeline
+
+FILTER_READ = 200  # entries one page of a delivery-status listing reads
+FILTER_PAGES = 5  # pages one such request reads at most
+TIMELINE_TRIES = 5  # read-change-write rounds when events for one entry arrive at the same moment
 
 
 class SentLogStore:
@@ -65,7 +71,76 @@ class SentLogStore:
         if entry.work_order_id:
             item["gsi2pk"] = keys.work_order_index_pk(tenant_id, entry.work_order_id)
             item["gsi2sk"] = entry.id
+        if entry.message_id:
+            item["gsi3pk"] = keys.message_index_pk(entry.message_id)
         return item
+
+    def find_message(self, message_id: str) -> list[tuple[str, str]]:
+        """(tenant, entry id) of the entries of a provider's message id (an SES id, a Message-ID)."""
+        query = {
+            "IndexName": "by_message_id",
+            "KeyConditionExpression": Key("gsi3pk").eq(keys.message_index_pk(message_id)),
+            "Limit": 10,
+        }
+        try:
+            items = self._table.query(**query).get("Items", [])
+        except (ClientError, BotoCoreError):
+            raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
+        return [(keys.tenant_of(item["pk"]), item["sk"].removeprefix(keys.EMAIL_PREFIX)) for item in items]
+
+    def change_timeline(
+        self, tenant_id: str, entry_id: str, change: Callable[[Timeline], Timeline | None]
+    ) -> SentLogEntry | None:
+        """Apply `change` to the entry's events and delivery status; a write that meets another
+        writer's (a version moved on) reads again and applies again. None when there is no entry;
+        the entry as it was when `change` says there is nothing to change."""
+        key = {"pk": tenant_pk(tenant_id), "sk": keys.email_sk(entry_id)}
+        for _ in range(TIMELINE_TRIES):
+            try:
+                item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+            except (ClientError, BotoCoreError):
+                raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
+            if not item:
+                return None
+            entry = SentLogEntry.model_validate(_plain(item["entry"]))
+            version = int(item.get("tracking_version", 0))
+            changed = change(
+                Timeline(status=entry.delivery_status, events=entry.events, keys=item.get("event_keys", []))
+            )
+            if changed is None:
+                return entry
+            updated = entry.model_copy(update={"delivery_status": changed.status, "events": changed.events})
+            values: dict[str, Any] = {
+                ":status": changed.status,
+                ":events": [e.model_dump(mode="json") for e in changed.events],
+                ":keys": changed.keys,
+                ":version": version + 1,
+            }
+            condition = "attribute_exists(pk) AND "
+            if version:
+                condition += "tracking_version = :was"
+                values[":was"] = version
+            else:
+                condition += "attribute_not_exists(tracking_version)"
+            try:
+                self._table.update_item(
+                    Key=key,
+                    UpdateExpression=(
+                        "SET #entry.delivery_status = :status, #entry.events = :events, "
+                        "event_keys = :keys, tracking_version = :version"
+                    ),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#entry": "entry"},
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    continue
+                raise ServiceUnavailable("The sent log could not be written.") from None
+            except BotoCoreError:
+                raise ServiceUnavailable("The sent log could not be written.") from None
+            return updated
+        raise ServiceUnavailable("The sent log entry changed too often at once; the event is retried.")
 
     def get(self, tenant_id: str, entry_id: str) -> SentLogEntry | None:
         found = self.get_with_request(tenant_id, entry_id)
@@ -90,10 +165,11 @@ class SentLogStore:
         *,
         document: tuple[str, str] | None = None,
         work_order_id: str | None = None,
+        delivery_status: str | None = None,
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[SentLogEntry], str | None]:
-        """Newest first: by document, by work order, or all of the tenant's entries."""
+        """Newest first: by document, by work order, by delivery status, or all of the tenant's."""
         pk = tenant_pk(tenant_id)
         query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
         if document:
@@ -108,12 +184,43 @@ class SentLogStore:
             query["KeyConditionExpression"] = Key("pk").eq(pk) & Key("sk").begins_with(keys.EMAIL_PREFIX)
         if cursor:
             query["ExclusiveStartKey"] = decode_cursor(cursor, pk)
+        if delivery_status:
+            return self._filtered(query, delivery_status, limit)
         try:
             page = self._table.query(**query)
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
         entries = [SentLogEntry.model_validate(_plain(item["entry"])) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
+        return entries, encode_cursor(last) if last else None
+
+    def _filtered(
+        self, query: dict[str, Any], delivery_status: str, limit: int
+    ) -> tuple[builtins.list[SentLogEntry], str | None]:
+        """Entries of one delivery status: the tenant's entries read newest first with a filter, up
+        to FILTER_PAGES pages, so one request stays short; the cursor goes on where reading stopped
+        (a page may hold fewer than `limit` entries while more follow). A filter rather than an
+        index: DynamoDB adds one index per table update, and the message-id index came first."""
+        query = {
+            **query,
+            "Limit": FILTER_READ,
+            "FilterExpression": Attr("entry.delivery_status").eq(delivery_status),
+        }
+        entries: builtins.list[SentLogEntry] = []
+        last: dict[str, Any] | None = None
+        for _ in range(FILTER_PAGES):
+            try:
+                page = self._table.query(**query)
+            except (ClientError, BotoCoreError):
+                raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
+            for item in page.get("Items", []):
+                entries.append(SentLogEntry.model_validate(_plain(item["entry"])))
+                if len(entries) == limit:
+                    return entries, encode_cursor({"pk": item["pk"], "sk": item["sk"]})
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                break
+            query["ExclusiveStartKey"] = last
         return entries, encode_cursor(last) if last else None
 
 

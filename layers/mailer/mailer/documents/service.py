@@ -27,13 +27,14 @@ from mailer.documents.models import (
 from mailer.documents.wording import DocumentTemplateService
 from mailer.errors import Conflict, MailerError, NotFound
 from mailer.identity import Caller
-from mailer.ids import utc_now
+from mailer.ids import new_id, utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
+from mailer.tracking.opens import OpenPixel
 
 SENT_LOG_TRIES = 3  # writes of a sent email's entry before it goes to the outbox queue
 SENT_LOG_PAUSE_SECONDS = 0.1  # before the second try, doubled before the third
@@ -51,8 +52,10 @@ class DocumentEmailService:
         logger: Any,
         outbox: OutboxQueue | None = None,
         suppressions: Suppressions | None = None,
+        pixel: OpenPixel | None = None,
     ) -> None:
         self.suppressions = suppressions
+        self.pixel = pixel  # the open-tracking pixel, for companies with track_opens on
         self.settings = settings
         self.templates = templates
         self.attachments = attachments
@@ -130,11 +133,15 @@ class DocumentEmailService:
             html=rendered.html,
             attachments=loaded.attachments,
         )
+        entry_id = new_id()
+        if self.pixel is not None and company is not None and company.track_opens:
+            message = self.pixel.add(message, caller.tenant_id, entry_id)
         created_at = utc_now()
         delivery, failure = send_now(
             profile, message, self.config, self.settings.budgets, [*request.to, *request.cc]
         )
         entry = SentLogEntry.attempt(
+            id=entry_id,
             kind="document",
             delivery=delivery,
             failure=failure,

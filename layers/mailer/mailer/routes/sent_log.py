@@ -13,6 +13,7 @@ from mailer.idempotency import idempotent
 from mailer.observability import metrics
 from mailer.routes import Wired
 from mailer.sent_log.models import EmailPage, SentLogEntry
+from mailer.tracking.models import DeliveryStatus
 
 router = Router()
 EmailId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -31,11 +32,18 @@ def list_emails(
     document_type: Annotated[DocumentType | None, Query()] = None,
     document_number: Annotated[str | None, Query(max_length=64)] = None,
     work_order_id: Annotated[str | None, Query(max_length=64)] = None,
+    delivery_status: Annotated[DeliveryStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> EmailPage:
     return svc.sent_log_queries.list(
-        caller, document_type, document_number, work_order_id, limit=limit, cursor=cursor
+        caller,
+        document_type,
+        document_number,
+        work_order_id,
+        delivery_status=delivery_status,
+        limit=limit,
+        cursor=cursor,
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mailer.delivery.failures import Failure
 from mailer.delivery.transports.base import Delivery
 from mailer.ids import new_id, utc_now
+from mailer.tracking.models import DeliveryEvent, DeliveryStatus
 
 EntryKind = Literal["test", "document", "automation"]
 # unknown: may have been sent, unrecorded; suppressed: an automated email to an address on the
@@ -44,6 +45,16 @@ class SentLogEntry(BaseModel):
     created_at: str
     sent_at: str | None = None
     resent_from: str | None = None
+    # What happened after the server took it (SES events, bounce reports, opens): `sent` until then;
+    # none for an email that was not sent.
+    delivery_status: DeliveryStatus | None = None
+    events: list[DeliveryEvent] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sent_is_a_delivery_status(self) -> SentLogEntry:
+        if self.status == "sent" and self.delivery_status is None:
+            self.delivery_status = "sent"  # also for entries written before tracking existed
+        return self
 
     @classmethod
     def attempt(

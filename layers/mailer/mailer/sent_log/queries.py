@@ -21,16 +21,29 @@ class SentLogQueries:
         document_number: str | None,
         work_order_id: str | None,
         *,
+        delivery_status: str | None = None,
         limit: int,
         cursor: str | None,
     ) -> EmailPage:
-        """The sent log of one document, one work order, or the whole company, newest first."""
+        """The sent log of one document, one work order, one delivery status, or the whole company,
+        newest first."""
         if (document_type is None) != (document_number is None):
             missing = "document_number" if document_type else "document_type"
             raise InvalidInput.on(missing, "document_type and document_number go together")
         document = (document_type, document_number) if document_type and document_number else None
+        if delivery_status and (document or work_order_id):
+            raise InvalidInput.on(
+                "delivery_status",
+                "lists the whole sent log by status; a document's or work order's listing shows "
+                "each entry's delivery_status already",
+            )
         items, next_cursor = self.sent_log.list(
-            caller.tenant_id, document=document, work_order_id=work_order_id, limit=limit, cursor=cursor
+            caller.tenant_id,
+            document=document,
+            work_order_id=work_order_id,
+            delivery_status=delivery_status,
+            limit=limit,
+            cursor=cursor,
         )
         return EmailPage(items=items, next_cursor=next_cursor)
 

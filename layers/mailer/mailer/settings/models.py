@@ -113,6 +113,12 @@ class SettingsInput(BaseModel):
     ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
     limits: LimitsInput | None = None
+    track_opens: bool | None = None  # company only: a pixel in HTML mail records opens (off by default)
+    # Bounce reports (RFC 3464) read from this account's mailbox over IMAP, with the same sign-in;
+    # host and port default to the provider preset's IMAP server.
+    read_bounces: bool | None = None
+    imap_host: HostName | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
 
     # The fields the body named, before presets filled in others (an OAuth profile's PUT checks them).
     _given: frozenset[str] = PrivateAttr(default=frozenset())
@@ -180,7 +186,7 @@ class SettingsInput(BaseModel):
                 FieldError("bcc", "must differ from from_email; many servers drop a copy sent to the sender")
             )
         if profile != "company":
-            for name in ("notify_email", "timezone", "send_time"):
+            for name in ("notify_email", "timezone", "send_time", "track_opens"):
                 if getattr(self, name) is not None:
                     errors.append(FieldError(name, "only company settings have this field"))
         return errors
@@ -218,6 +224,17 @@ class OAuthInfo(BaseModel):
     scopes: list[str] = Field(default_factory=list)
 
 
+class BounceReading(BaseModel):
+    """How reading the mailbox's bounce reports went last time (GET /settings/{profile})."""
+
+    status: Literal["pending", "ok", "failed"]
+    imap_host: str | None = None  # in effect: the saved one or the preset's
+    imap_port: int | None = None
+    checked_at: str | None = None
+    reports_read: int = 0  # bounce reports matched to sent email, in all
+    error: dict[str, Any] | None = None  # the classified failure of the last read
+
+
 class SettingsView(BaseModel):
     """Settings as GET and PUT return them: never the password or a token, only whether one is saved."""
 
@@ -243,6 +260,11 @@ class SettingsView(BaseModel):
     limits: LimitsInput = Field(default_factory=LimitsInput)  # as saved: null = the preset's
     limits_in_effect: LimitsInput | None = None  # the saved ones with the preset's defaults filled in
     usage: Usage | None = None  # GET only
+    track_opens: bool = False
+    read_bounces: bool = False
+    imap_host: str | None = None  # as saved (null = the preset's)
+    imap_port: int | None = None
+    bounce_reading: BounceReading | None = None  # GET only, once read_bounces is on
     updated_at: str | None = None
     updated_by: str | None = None
     warnings: list[SettingsWarning] = Field(default_factory=list)
@@ -251,6 +273,11 @@ class SettingsView(BaseModel):
     @classmethod
     def _no_limits_saved(cls, value: Any) -> Any:
         return {} if value is None else value  # settings saved before budgets existed
+
+    @field_validator("track_opens", "read_bounces", mode="before")
+    @classmethod
+    def _off_unless_saved(cls, value: Any) -> Any:
+        return False if value is None else value  # saved before tracking existed, or not given
 
 
 STORED_FIELDS = (
@@ -270,6 +297,10 @@ STORED_FIELDS = (
     "ses_region",
     "ses_configuration_set",
     "limits",
+    "track_opens",
+    "read_bounces",
+    "imap_host",
+    "imap_port",
 )
 # What PUT may change on an OAuth profile without connecting it again, and what the connection fixes.
 OAUTH_EDITABLE = (
@@ -281,6 +312,10 @@ OAUTH_EDITABLE = (
     "timezone",
     "send_time",
     "limits",
+    "track_opens",
+    "read_bounces",
+    "imap_host",
+    "imap_port",
 )
 OAUTH_FIXED = tuple(name for name in STORED_FIELDS if name not in OAUTH_EDITABLE)
 

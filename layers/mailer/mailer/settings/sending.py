@@ -29,7 +29,9 @@ def transport_for(
     """The transport a profile sends with; `tokens` for an OAuth profile; `deadline` (monotonic) ends
     the whole conversation, whatever each step's timeout."""
     if settings.transport == "ses":
-        return SesTransport(region=settings.ses_region, configuration_set=settings.ses_configuration_set)
+        # The company's own configuration set, else the stack's, whose events track delivery.
+        configuration_set = settings.ses_configuration_set or config.ses_configuration_set
+        return SesTransport(region=settings.ses_region, configuration_set=configuration_set)
     if settings.transport in ("microsoft_graph", "gmail_api"):
         assert tokens is not None, "an API transport needs the profile's OAuth tokens"
         api = GraphTransport if settings.transport == "microsoft_graph" else GmailTransport

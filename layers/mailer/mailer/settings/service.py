@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailer.dal import keys
+from mailer.dal.bounce_reads import BounceReadStore
 from mailer.dal.secret_store import SecretStore
 from mailer.dal.settings_table import SettingsStore
 from mailer.delivery.guard import AddressGuard, AddressNotAllowed
+from mailer.delivery.providers import PROVIDERS
 from mailer.errors import Conflict, FieldError, Forbidden, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
 from mailer.ids import utc_now
@@ -19,6 +21,7 @@ from mailer.settings.models import (
     OAUTH_EDITABLE,
     OAUTH_FIXED,
     STORED_FIELDS,
+    BounceReading,
     Profile,
     SettingsInput,
     SettingsView,
@@ -91,8 +94,10 @@ class SettingsService:
         guard: AddressGuard | None = None,
         budgets: SendingBudgets | None = None,
         schedule: SendSchedule | None = None,
+        bounce_reads: BounceReadStore | None = None,
     ) -> None:
         self.store = store
+        self.bounce_reads = bounce_reads  # where each mailbox's bounce reading stands
         self.schedule = schedule
         self.budgets = budgets or SendingBudgets(None)
         self.guard = guard or AddressGuard()
@@ -106,6 +111,34 @@ class SettingsService:
         settings that are saved always have their schedule (a failure saves neither)."""
         if ref.profile == "company" and self.schedule is not None:
             self.schedule.keep(ref.tenant_id, item.get("timezone"), item.get("send_time"))
+        self._keep_bounce_reading(ref, item)
+
+    def _keep_bounce_reading(self, ref: ProfileRef, item: dict[str, Any]) -> None:
+        """A profile that reads bounce reports is listed for the reader (its cursor kept), one
+        that does not is taken off; refused (422) when there is no mailbox to read."""
+        if self.bounce_reads is None:
+            return
+        if not item.get("read_bounces"):
+            self.bounce_reads.disable(ref.tenant_id, ref.key)
+            return
+        if item.get("transport") == "ses":
+            raise InvalidInput.on(
+                "read_bounces", "Amazon SES reports bounces as events (the stack's configuration set)"
+            )
+        preset = PROVIDERS.get(item.get("provider") or "")
+        host = item.get("imap_host") or (preset.imap_host if preset else None)
+        if not host:
+            raise InvalidInput.on(
+                "imap_host", "required to read bounce reports: the provider has no known IMAP server"
+            )
+        try:
+            self.guard.check_host(host)
+        except AddressNotAllowed as exc:
+            raise InvalidInput.on(
+                "imap_host",
+                f"is, or resolves to, an internal address ({exc.address}); only public mail servers are used",
+            ) from None
+        self.bounce_reads.enable(ref.tenant_id, ref.key)
 
     def may_write(self, caller: Caller, profile: Profile) -> bool:
         return profile == "me" or caller.is_admin
@@ -134,6 +167,20 @@ class SettingsService:
 
     def with_usage(self, caller: Caller, view: SettingsView) -> SettingsView:
         view.usage = self.budgets.usage(caller.tenant_id, view)
+        if view.read_bounces and self.bounce_reads is not None:
+            ref = profile_ref(caller, view.profile)
+            read = self.bounce_reads.get(ref.tenant_id, ref.key)
+            preset = PROVIDERS.get(view.provider or "")
+            host = view.imap_host or (preset.imap_host if preset else None)
+            port = view.imap_port or (preset.imap_port if preset else 993)
+            view.bounce_reading = BounceReading(
+                status=read.status if read else "pending",  # type: ignore[arg-type]
+                imap_host=host,
+                imap_port=port,
+                checked_at=read.checked_at if read else None,
+                reports_read=read.reports_read if read else 0,
+                error=read.error if read else None,
+            )
         return view
 
     def save(self, caller: Caller, profile: Profile, data: SettingsInput) -> SettingsView:
@@ -209,6 +256,8 @@ class SettingsService:
         if item.get("auth") == "oauth":
             self._revoke(ref, item)
         self.secrets.delete(self.secrets.name_for(ref.tenant_id, ref.key))
+        if self.bounce_reads is not None:
+            self.bounce_reads.disable(ref.tenant_id, ref.key)
         self.store.delete(ref.tenant_id, ref.sort_key)
 
     def saved_profile(self, caller: Caller, profile: Profile) -> SendingProfile:

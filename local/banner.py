@@ -9,6 +9,7 @@ from local import demo_data
 from local.banner_billing import billing_help
 from local.banner_text import curl as _curl
 from local.banner_text import examples as _examples
+from local.banner_tracking import tracking_help
 from local.seed import TENANT, demo_settings
 from local.stack import LOCAL_ACCOUNT, LocalStack
 from local.stack_config import HOST
@@ -56,7 +57,7 @@ def _where(stack: LocalStack) -> list[str]:
 
 def _settings_examples(stack: LocalStack) -> list[tuple[str, str]]:
     url, settings = stack.api_url, demo_settings(stack.config)
-    mine = {k: v for k, v in settings.items() if k not in ("timezone", "notify_email")}
+    mine = {k: v for k, v in settings.items() if k not in ("timezone", "notify_email", "track_opens")}
     mine |= {"from_name": "Terry Tech", "from_email": "tech@demo.test"}
     wrong = mine | {
         "from_name": settings["from_name"],
@@ -103,7 +104,8 @@ def _import_failures(stack: LocalStack) -> list[str]:
 
 def banner(stack: LocalStack) -> str:
     lines = _where(stack) + _examples(_settings_examples(stack)) + automated_email_help(stack)
-    return "\n".join(lines + billing_help(stack) + oauth_help(stack) + _import_failures(stack))
+    tracking = tracking_help(stack)
+    return "\n".join(lines + billing_help(stack) + tracking + oauth_help(stack) + _import_failures(stack))
 
 
 def oauth_help(stack: LocalStack) -> list[str]:

@@ -33,6 +33,11 @@ def demo_settings(config: StackConfig) -> dict[str, Any]:
         "from_email": FROM_EMAIL,
         "timezone": demo_data.TIMEZONE,
         "notify_email": "owner@demo.test",
+        "track_opens": True,
+        # Bounce reports come back into the same account's mailbox on the local IMAP server.
+        "read_bounces": True,
+        "imap_host": HOST,
+        "imap_port": config.imap_port,
     }
 
 

@@ -8,6 +8,7 @@ environment back.
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from local.api_pool import ApiProcessPool
+from local.bounce_back import bounce_back, chain
 from local.console import print_message, quiet_logs
 from local.handlers import Functions, add_layers_to_path, reset_shared_clients, shared_environment
 from local.http_server import LocalApiServer
+from local.imap_server import ImapServer, start_imap_server
 from local.lambda_log import LambdaLog
 from local.openapi import docs_pages, openapi_document
 from local.outbox_poller import QueuePoller
@@ -68,6 +71,8 @@ class LocalStack:
     env: EnvOverlay = field(default_factory=EnvOverlay)
     moto: ThreadedMotoServer | None = None
     smtp: LocalSmtpServer | None = None
+    imap: ImapServer | None = None  # Dovecot: the demo account's mailbox, where bounce reports arrive
+    bounce_timer: threading.Event = field(default_factory=threading.Event)
     api: LocalApiServer | None = None
     api_pool: ApiProcessPool | None = None  # the processes the API's requests run in
     pollers: list[QueuePoller] = field(default_factory=list)
@@ -126,6 +131,8 @@ class LocalStack:
             ("API_PORT", self.config.api_port),
             ("SMTP_PORT", self.config.smtp_port),
             ("MOTO_PORT", self.config.moto_port),
+            ("IMAP_PORT", self.config.imap_port),
+            ("IMAP_STARTTLS_PORT", self.config.imap_starttls_port),
         ):
             ensure_free(name, port)
         quiet_logs()
@@ -140,6 +147,15 @@ class LocalStack:
 
     def _start_smtp(self) -> None:
         assert self.tls is not None
+        users = {self.config.smtp_username: self.config.smtp_password}
+        self.config.tls_dir.mkdir(parents=True, exist_ok=True)
+        self.imap = start_imap_server(
+            self.config.tls_dir,
+            users=users,
+            tokens={},
+            ca=self.tls.authority,
+            ports=(self.config.imap_starttls_port, self.config.imap_port),
+        )
         self.smtp = LocalSmtpServer(
             mode="starttls",
             host=HOST,
@@ -147,7 +163,7 @@ class LocalStack:
             server_context=self.tls.server_context,
             users={self.config.smtp_username: self.config.smtp_password},
             mail_dir=self.config.mail_dir,
-            on_message=print_message(self.out),
+            on_message=chain(print_message(self.out), bounce_back(self.imap, users)),
         ).start()
 
     def _start_providers(self, given: dict[str, str]) -> None:
@@ -158,6 +174,7 @@ class LocalStack:
         record_deliveries(self.providers, self.config.mail_dir, self.out)
         local = self.providers.env() | self.providers.client_env()
         local["MAILER_ALLOWED_NETWORKS"] = "127.0.0.1/32,::1/128"  # the local mail servers are loopback
+        local["PUBLIC_API_URL"] = f"http://{HOST}:{self.config.api_port}"  # where open pixels point
         local["OAUTH_REDIRECT_URL"] = f"http://{HOST}:{self.config.api_port}/oauth/callback"
         local["OAUTH_ALLOWED_ORIGINS"] = (
             f"http://{HOST}:{self.config.api_port},http://localhost:{self.config.api_port}"
@@ -212,6 +229,17 @@ class LocalStack:
             self.pollers.append(poller.start())
         if self.lambda_log is not None:
             self.lambda_log.attach()  # a poller imports its function when it starts
+        threading.Thread(target=self._read_bounces, name="bounce-reader", daemon=True).start()
+
+    def _read_bounces(self) -> None:
+        """The bounce reader's schedule, every few seconds here."""
+        while not self.bounce_timer.wait(self.config.bounce_seconds):
+            if self.functions is None:
+                return
+            try:
+                self.functions.invoke_here("BounceReaderFunction", {})
+            except Exception as exc:  # noqa: BLE001 - the next run tries again
+                self.out(f"bounce reader: {exc}")
 
     def _start_api(self) -> None:
         assert self.functions is not None
@@ -233,9 +261,13 @@ class LocalStack:
             self.functions.pool = None
         if api_pool is not None:
             api_pool.stop()
+        self.bounce_timer.set()
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.stop()
+        imap, self.imap = self.imap, None
+        if imap is not None:
+            imap.stop()
         providers, self.providers = self.providers, None
         if providers is not None:
             providers.stop()

@@ -33,6 +33,9 @@ class StackConfig:
     api_port: int = 3000
     smtp_port: int = 1025
     moto_port: int = 5055
+    imap_port: int = 1993  # the local IMAP server (Dovecot), IMAPS
+    imap_starttls_port: int = 1143  # the same, IMAP with STARTTLS
+    bounce_seconds: float = 3.0  # how often the bounce reader runs (the deployed schedule: 15 minutes)
     mail_dir: Path = ROOT / "var" / "mail"
     tls_dir: Path = ROOT / "var" / "tls"
     smtp_username: str = "billing@demo.test"
@@ -51,6 +54,8 @@ class StackConfig:
             api_port=_port(env, "API_PORT", cls.api_port),
             smtp_port=_port(env, "SMTP_PORT", cls.smtp_port),
             moto_port=_port(env, "MOTO_PORT", cls.moto_port),
+            imap_port=_port(env, "IMAP_PORT", cls.imap_port),
+            imap_starttls_port=_port(env, "IMAP_STARTTLS_PORT", cls.imap_starttls_port),
             mail_dir=Path(env.get("MAIL_DIR") or cls.mail_dir).resolve(),
             tls_dir=Path(env.get("TLS_DIR") or cls.tls_dir).resolve(),
             smtp_username=env.get("SMTP_USERNAME") or cls.smtp_username,

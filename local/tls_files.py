@@ -17,6 +17,7 @@ class TlsFiles:
     cert: Path
     key: Path
     server_context: ssl.SSLContext
+    authority: trustme.CA | None = None  # issues the local IMAP server's certificate too
 
 
 def make_tls(directory: Path) -> TlsFiles:
@@ -31,4 +32,4 @@ def make_tls(directory: Path) -> TlsFiles:
     key_file.chmod(0o600)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(context)
-    return TlsFiles(ca_file, cert_file, key_file, context)
+    return TlsFiles(ca_file, cert_file, key_file, context, authority=ca)

@@ -28,6 +28,8 @@ from tests.support.stack import running_stack, stack_config
 PROBLEM_JSON = "application/problem+json"
 NON_ADMIN = {"X-User-Id": "tech-1", "X-User-Email": "tech@demo.test", "X-User-Groups": ""}
 
+COMPANY_ONLY = ("notify_email", "timezone", "track_opens")  # refused on a user's own settings
+
 
 def port_is_free(port: int) -> bool:
     """As a new server would bind it (SO_REUSEADDR: closed connections in TIME_WAIT do not count)."""
@@ -114,8 +116,7 @@ class TestWhatAUserSees:
     def test_wrong_password_is_auth_failed_with_a_hint(
         self, stack: LocalStack, http: requests.Session
     ) -> None:
-        company_only = ("notify_email", "timezone")
-        body = {k: v for k, v in demo_settings(stack.config).items() if k not in company_only}
+        body = {k: v for k, v in demo_settings(stack.config).items() if k not in COMPANY_ONLY}
 
         response = http.post(self.url(stack, "/settings/test"), json=body | {"password": "wrong"})
 
@@ -136,7 +137,7 @@ class TestWhatAUserSees:
         assert http.get(self.url(stack, "/settings/company")).json()["from_name"] == "Demo Plumbing & Heating"
 
     def test_a_user_saves_their_own_settings(self, stack: LocalStack, http: requests.Session) -> None:
-        body = {k: v for k, v in demo_settings(stack.config).items() if k not in ("notify_email", "timezone")}
+        body = {k: v for k, v in demo_settings(stack.config).items() if k not in COMPANY_ONLY}
 
         response = http.put(self.url(stack, "/settings/me"), json=body, headers=NON_ADMIN)
 

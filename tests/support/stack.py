@@ -20,6 +20,8 @@ def stack_config(tmp: Path) -> StackConfig:
         api_port=free_port(),
         smtp_port=free_port(),
         moto_port=free_port(),
+        imap_port=free_port(),
+        imap_starttls_port=free_port(),
         mail_dir=tmp / "mail",
         tls_dir=tmp / "tls",
     )

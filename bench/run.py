@@ -28,13 +28,13 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks in bench/.")
-    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4], help="benchmark numbers")
+    parser.add_argument("--only", type=int, nargs="+", choices=[1, 2, 3, 4, 5], help="benchmark numbers")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer messages and rounds")
     parser.add_argument(
         "--json", type=Path, default=ROOT / "var" / "bench" / "results.json", help="where to keep the results"
     )
     args = parser.parse_args(argv)
-    chosen = set(args.only or [1, 2, 3, 4])
+    chosen = set(args.only or [1, 2, 3, 4, 5])
     print(f"Machine: {machine()}", flush=True)
     reports: list[Report] = []
     started = time.perf_counter()
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import cold_start
 
         reports.append(cold_start.run(**({"runs": 2} if args.quick else {})))
+    if 5 in chosen:
+        from bench import latency
+
+        reports.append(latency.run(**({"messages": 40, "rounds": 2, "singles": 3} if args.quick else {})))
     elapsed = time.perf_counter() - started
     verdicts = [v for r in reports for v in r.verdicts]
     print(

@@ -393,3 +393,20 @@ def test_tokens_name_one_entry_of_one_company():
     assert tokens.read(token) == ("demo", "01ENTRY")
     assert OpenTokens(lambda: "another key").read(token) is None
     assert tokens.read(token + "x") is None and tokens.read("") is None and tokens.read("a" * 5000) is None
+
+
+def test_automated_email_carries_the_pixel_of_its_own_entry(
+    api, trust_local_ca, mail_server, public_url, outbox
+):
+    from tests.support.steps import activate_document_event, raise_event
+
+    smtp_company(api, mail_server, track_opens=True)
+    activate_document_event(api, "shipment.shipped")
+    answer = raise_event(api, "shipment.shipped", DOCUMENT | {"type": "packing_slip"}, [DANA])
+    assert outbox.drain() == []
+    [message] = mail_server.messages
+
+    fetch(api, pixel_path(message))
+
+    entry = entry_of(api, answer["email_id"])
+    assert entry["delivery_status"] == "opened" and entry["events"][0]["detail"]["count"] == 1

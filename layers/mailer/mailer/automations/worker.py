@@ -576,7 +576,11 @@ class OutboxWorker:
             return outgoing
         if not company.track_opens:
             return outgoing
-        return self.deps.pixel.add(outgoing, email.tenant_id, email.entry_id)
+        return self.deps.pixel.add(outgoing, email.tenant_id, self._entry_id(email))
+
+    def _entry_id(self, email: _Email) -> str:
+        """The id its entry will have: the one its kind names (a raised event's email_id), else new."""
+        return str(self._entry_fields(email).get("id") or email.entry_id)
 
     def _seconds_left(self) -> float | None:
         return None if self.remaining_ms is None else self.remaining_ms() / 1000
@@ -639,7 +643,6 @@ class OutboxWorker:
     ) -> None:
         to = [a.addr_spec for a in outgoing.message["To"].addresses]
         entry = SentLogEntry.attempt(
-            id=email.entry_id,
             kind="automation",
             delivery=delivery,
             failure=None,
@@ -647,7 +650,7 @@ class OutboxWorker:
             to=to,
             bcc=[a for a in outgoing.recipients if a not in to],
             subject=str(outgoing.message["Subject"]),
-            **self._entry_fields(email),
+            **(self._entry_fields(email) | {"id": self._entry_id(email)}),
         )
         writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
         writes.finishes.append((email, "sent", entry))

@@ -9,9 +9,9 @@ from local import demo_data
 from local.banner_billing import billing_help
 from local.banner_text import curl as _curl
 from local.banner_text import examples as _examples
-from local.banner_tracking import tracking_help
+from local.banner_tracking import queue_help, tracking_help
 from local.seed import TENANT, demo_settings
-from local.stack import LOCAL_ACCOUNT, LocalStack
+from local.stack import DEMO_DOMAIN, LOCAL_ACCOUNT, LocalStack
 from local.stack_config import HOST
 
 
@@ -38,6 +38,9 @@ def _where(stack: LocalStack) -> list[str]:
         f"  SMTP server    {HOST}:{stack.smtp_port} with STARTTLS (certificate for localhost and {HOST}),",
         f"                 AUTH user {config.smtp_username} password {config.smtp_password}",
         f"  Mail folder    {config.mail_dir} (one .eml per message)",
+        f"  DNS server     {stack.dns.servers if stack.dns else ''} (UDP), asked by the test send's checks"
+        " (MAILER_DNS_SERVERS):",
+        f"                 {DEMO_DOMAIN} has an SPF record and no DMARC record",
         f"  Handlers trust {trust}",
         f"  moto (AWS)     {stack.moto_url}  e.g. aws --endpoint-url {stack.moto_url} dynamodb list-tables",
     ]
@@ -71,7 +74,8 @@ def _settings_examples(stack: LocalStack) -> list[tuple[str, str]]:
             _curl("GET", f"{url}/settings/company"),
         ),
         (
-            "Send a test message with them (it lands in the mail folder)",
+            "Send a test message with them (it lands in the mail folder, a PDF attached). Its checks:"
+            f" spf pass, dmarc warn with the record to add ({DEMO_DOMAIN} publishes no DMARC record)",
             _curl("POST", f"{url}/settings/company/test", {"to": "you@demo.test"}),
         ),
         (
@@ -104,7 +108,7 @@ def _import_failures(stack: LocalStack) -> list[str]:
 
 def banner(stack: LocalStack) -> str:
     lines = _where(stack) + _examples(_settings_examples(stack)) + automated_email_help(stack)
-    tracking = tracking_help(stack)
+    tracking = tracking_help(stack) + queue_help(stack)
     return "\n".join(lines + billing_help(stack) + tracking + oauth_help(stack) + _import_failures(stack))
 
 

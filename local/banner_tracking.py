@@ -4,6 +4,7 @@ suppression it leads to, and an open through the pixel."""
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from local import demo_billing
 from local.banner_text import curl, examples
@@ -61,6 +62,46 @@ def tracking_help(stack: LocalStack) -> list[str]:
                     fetch_pixel,
                 ),
                 ("The entry is opened, with a count", curl("GET", f"{url}/emails?delivery_status=opened")),
+            ]
+        ),
+    ]
+
+
+QUEUED_INVOICES = 10
+
+
+def queue_batch(stack: LocalStack) -> dict[str, Any]:
+    """Ten invoice emails to the two demo customers, with the uploaded PDFs where there is one."""
+    customers = list(demo_billing.CUSTOMERS.values())
+    items = []
+    for n in range(QUEUED_INVOICES):
+        number = f"INV-{3001 + n}"
+        customer = customers[n % 2]
+        item: dict[str, Any] = {
+            "document": {"type": "invoice", "number": number, "customer_name": customer["name"]},
+            "to": [customer["email"]],
+            "sender": "company",
+        }
+        upload = stack.demo_uploads.get(f"{number}.pdf")
+        if upload:
+            item["attachments"] = [{"upload_id": upload}]
+        items.append(item)
+    return {"items": items}
+
+
+def queue_help(stack: LocalStack) -> list[str]:
+    url = stack.api_url
+    return [
+        "  Email queue: many documents in one request; the worker sends them (202 at once).",
+        "",
+        *examples(
+            [
+                (
+                    f"Queue {QUEUED_INVOICES} invoice emails -> 202, each item queued (or its own problem)",
+                    curl("POST", f"{url}/documents/email/batch", queue_batch(stack)),
+                ),
+                ("What still waits (empty a moment later)", curl("GET", f"{url}/emails?status=queued")),
+                ("They are sent: the newest entries of the sent log", curl("GET", f"{url}/emails?limit=10")),
             ]
         ),
     ]

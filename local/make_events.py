@@ -111,6 +111,12 @@ def samples() -> dict[str, HttpRequest]:
             "POST", "/documents/preview", "/documents/preview", {"document": INVOICE, "sender": "auto"}
         ),
         "document-email": json_request("POST", "/documents/email", "/documents/email", DOCUMENT_EMAIL),
+        "document-email-batch": json_request(
+            "POST",
+            "/documents/email/batch",
+            "/documents/email/batch",
+            {"items": [DOCUMENT_EMAIL, DOCUMENT_EMAIL | {"to": ["not an address"]}]},
+        ),
         "emails-list": HttpRequest(
             method="GET",
             path="/emails",

@@ -1,5 +1,5 @@
-"""The local stack in this process: moto, the SMTP server, the handlers, the queue pollers, the API,
-and the API's worker processes (local.api_pool).
+"""The local stack in this process: moto, the SMTP server, the DNS server, the handlers, the queue
+pollers, the API, and the API's worker processes (local.api_pool).
 
 `start_stack()` starts it (tests use it directly); `LocalStack.stop()` frees every port and puts the
 environment back.
@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from local.api_pool import ApiProcessPool
 from local.bounce_back import bounce_back, chain
 from local.console import print_message, quiet_logs
+from local.dns_server import LocalDnsServer
 from local.handlers import Functions, add_layers_to_path, reset_shared_clients, shared_environment
 from local.http_server import LocalApiServer
 from local.imap_server import ImapServer, start_imap_server
@@ -31,13 +32,17 @@ from local.openapi import docs_pages, openapi_document
 from local.outbox_poller import QueuePoller
 from local.provider_mail import record_deliveries
 from local.providers import Providers
-from local.seed import seed_demo_tenant
+from local.seed import FROM_EMAIL, seed_demo_tenant
 from local.smtp_server import LocalSmtpServer
 from local.stack_config import HOST, EnvOverlay, StackConfig, ensure_free
 from local.template import ROOT, Template
 from local.tls_files import TlsFiles, make_tls
 
 LOCAL_ACCOUNT = "billing@demo.test"  # the account the local Microsoft and Google sign-in pages consent as
+DEMO_DOMAIN = FROM_EMAIL.rpartition("@")[2]
+# What the local DNS server publishes: an SPF record for the demo domain that covers the local SMTP
+# server, and no DMARC record, so the test send of the demo settings shows the dmarc warning.
+DEMO_ZONE = {DEMO_DOMAIN: ["v=spf1 ip4:127.0.0.1 ~all"]}
 OAUTH_VARIABLES = (
     "MAILER_ALLOWED_NETWORKS",
     "OAUTH_REDIRECT_URL",
@@ -72,6 +77,7 @@ class LocalStack:
     moto: ThreadedMotoServer | None = None
     smtp: LocalSmtpServer | None = None
     imap: ImapServer | None = None  # Dovecot: the demo account's mailbox, where bounce reports arrive
+    dns: LocalDnsServer | None = None  # the resolver of the test send's SPF and DMARC checks
     bounce_timer: threading.Event = field(default_factory=threading.Event)
     api: LocalApiServer | None = None
     api_pool: ApiProcessPool | None = None  # the processes the API's requests run in
@@ -114,6 +120,7 @@ class LocalStack:
             self._start_moto()
             self.tls = make_tls(self.config.tls_dir)
             self._start_smtp()
+            self._start_dns()
             self._start_providers(given)
             self._load_functions()
             self._seed()
@@ -135,6 +142,7 @@ class LocalStack:
             ("IMAP_STARTTLS_PORT", self.config.imap_starttls_port),
         ):
             ensure_free(name, port)
+        ensure_free("DNS_PORT", self.config.dns_port, udp=True)
         quiet_logs()
         self.moto = ThreadedMotoServer(ip_address=HOST, port=self.config.moto_port, verbose=False)
         self.moto.start()
@@ -166,6 +174,9 @@ class LocalStack:
             on_message=chain(print_message(self.out), bounce_back(self.imap, users)),
         ).start()
 
+    def _start_dns(self) -> None:
+        self.dns = LocalDnsServer(DEMO_ZONE, port=self.config.dns_port).start()
+
     def _start_providers(self, given: dict[str, str]) -> None:
         """Loopback servers shaped like Microsoft's and Google's, unless the environment names others:
         a variable set before `make run` wins over the local endpoint."""
@@ -175,6 +186,8 @@ class LocalStack:
         local = self.providers.env() | self.providers.client_env()
         local["MAILER_ALLOWED_NETWORKS"] = "127.0.0.1/32,::1/128"  # the local mail servers are loopback
         local["PUBLIC_API_URL"] = f"http://{HOST}:{self.config.api_port}"  # where open pixels point
+        assert self.dns is not None
+        local["MAILER_DNS_SERVERS"] = self.dns.servers  # the test send's SPF and DMARC lookups
         local["OAUTH_REDIRECT_URL"] = f"http://{HOST}:{self.config.api_port}/oauth/callback"
         local["OAUTH_ALLOWED_ORIGINS"] = (
             f"http://{HOST}:{self.config.api_port},http://localhost:{self.config.api_port}"
@@ -268,6 +281,9 @@ class LocalStack:
         imap, self.imap = self.imap, None
         if imap is not None:
             imap.stop()
+        dns, self.dns = self.dns, None
+        if dns is not None:
+            dns.stop()
         providers, self.providers = self.providers, None
         if providers is not None:
             providers.stop()

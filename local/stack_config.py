@@ -35,6 +35,7 @@ class StackConfig:
     moto_port: int = 5055
     imap_port: int = 1993  # the local IMAP server (Dovecot), IMAPS
     imap_starttls_port: int = 1143  # the same, IMAP with STARTTLS
+    dns_port: int = 1053  # the local DNS server (UDP), the resolver of the test send's SPF and DMARC checks
     bounce_seconds: float = 3.0  # how often the bounce reader runs (the deployed schedule: 15 minutes)
     mail_dir: Path = ROOT / "var" / "mail"
     tls_dir: Path = ROOT / "var" / "tls"
@@ -56,6 +57,7 @@ class StackConfig:
             moto_port=_port(env, "MOTO_PORT", cls.moto_port),
             imap_port=_port(env, "IMAP_PORT", cls.imap_port),
             imap_starttls_port=_port(env, "IMAP_STARTTLS_PORT", cls.imap_starttls_port),
+            dns_port=_port(env, "DNS_PORT", cls.dns_port),
             mail_dir=Path(env.get("MAIL_DIR") or cls.mail_dir).resolve(),
             tls_dir=Path(env.get("TLS_DIR") or cls.tls_dir).resolve(),
             smtp_username=env.get("SMTP_USERNAME") or cls.smtp_username,
@@ -112,12 +114,14 @@ class EnvOverlay:
         self._saved.clear()
 
 
-def ensure_free(name: str, port: int) -> None:
-    """Fail with the variable to change; moto's server thread would otherwise hang on a taken port."""
+def ensure_free(name: str, port: int, *, udp: bool = False) -> None:
+    """Fail with the variable to change; moto's server thread would otherwise hang on a taken port.
+    `udp` checks a UDP port (the DNS server's) instead of a TCP one."""
     if port == 0:
         return
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        if not udp:  # on UDP, SO_REUSEADDR would let the bind share a port that is taken
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as exc:

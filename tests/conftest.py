@@ -15,6 +15,7 @@ import trustme
 from local.smtp_server import LocalSmtpServer
 from local.template import Template
 from mailer.delivery import guard
+from mailer.settings import checks
 from tests.support.api import Api, cold_start
 from tests.support.aws import isolate_from_aws, set_function_environment, template_on_moto
 from tests.support.dns import offline_resolver
@@ -31,8 +32,11 @@ def _isolated_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _offline_dns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sends a DNS query: the address guard resolves names with tests.support.dns."""
+    """No test sends a DNS query off this machine: the address guard resolves names with
+    tests.support.dns, and the checks of a test send have no system resolver (a test that wants their
+    answers points MAILER_DNS_SERVERS at a DNS server on loopback, tests.support.dns_server)."""
     monkeypatch.setattr(guard, "resolver", offline_resolver)
+    monkeypatch.setattr(checks, "_system_servers", list)
 
 
 @pytest.fixture

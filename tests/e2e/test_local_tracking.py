@@ -77,3 +77,16 @@ def test_fetching_the_pixel_marks_the_email_opened(stack: LocalStack) -> None:
     assert event["type"] == "opened" and event["detail"]["count"] == 1
     forged = requests.get(f"{stack.api_url}/t/forged.token.gif", timeout=10)
     assert forged.status_code == 200 and forged.headers["content-type"] == "image/gif"
+
+
+def test_ten_invoices_queued_in_one_request_are_all_sent(stack: LocalStack) -> None:
+    batch, waiting, newest = banner_commands(banner(stack), "Email queue:", UNTIL)[:3]
+
+    answer = run_curl(batch)
+
+    assert answer.status_code == 202, answer.text
+    ids = [item["email_id"] for item in answer.json()["items"]]
+    assert len(ids) == 10 and all(item["status"] == "queued" for item in answer.json()["items"])
+    assert eventually(lambda: run_curl(waiting).json()["items"] == [])
+    sent = {e["id"]: e for e in run_curl(newest).json()["items"]}
+    assert sorted(sent) == sorted(ids) and {e["status"] for e in sent.values()} == {"sent"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -226,14 +226,18 @@ class SentLogStore(Faults):
             item["request"] = copy.deepcopy(request)
         self.items[(tenant_id, entry.id)] = item
 
-    def put_many(self, entries: Sequence[tuple[str, SentLogEntry]]) -> list[tuple[str, SentLogEntry]]:
+    def put_many(
+        self,
+        entries: Sequence[tuple[str, SentLogEntry]],
+        requests: Mapping[str, dict[str, Any]] | None = None,
+    ) -> list[tuple[str, SentLogEntry]]:
         left: list[tuple[str, SentLogEntry]] = []
         for tenant_id, entry in dict(((t, e.id), (t, e)) for t, e in entries).values():
             if self._faulted("put_many", tenant_id, entry) is not None:
                 left.append((tenant_id, entry))
                 continue
             try:
-                self.put(tenant_id, entry)
+                self.put(tenant_id, entry, (requests or {}).get(entry.id))
             except Exception:  # noqa: BLE001 - a faulted put is an unprocessed item, never an error
                 left.append((tenant_id, entry))
         return left
@@ -260,6 +264,7 @@ class SentLogStore(Faults):
         document: tuple[str, str] | None = None,
         work_order_id: str | None = None,
         delivery_status: str | None = None,
+        status: str | None = None,
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[SentLogEntry], str | None]:
@@ -277,8 +282,10 @@ class SentLogStore(Faults):
             entries = [e for e in entries if e.document and _document_pk(tenant_id, e) == wanted]
         elif work_order_id:
             entries = [e for e in entries if e.work_order_id == work_order_id]
-        elif delivery_status:
+        if delivery_status:
             entries = [e for e in entries if e.delivery_status == delivery_status]
+        if status:
+            entries = [e for e in entries if e.status == status]
         entries.sort(key=lambda e: e.id, reverse=True)
         if cursor:
             after = decode_cursor(cursor, pk)["sk"][len(keys.EMAIL_PREFIX) :]

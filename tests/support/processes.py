@@ -17,7 +17,8 @@ changes of one work order) shows only when each runs in its own process against 
 
 The processes inherit this process's environment as it is when they start: the functions'
 variables (the `function_env` fixture), the extra CA bundle, and boto3 pointed at the moto server.
-Their address guard resolves names offline, as the suite's does (tests.support.dns).
+Their address guard resolves names offline, as the suite's does (tests.support.dns), and the checks
+of a test send have no system resolver (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -151,10 +152,12 @@ def _invoke(
     """A spawned process's work: import the handler, say so, wait for the start, invoke it once."""
     try:
         from mailer.delivery import guard
+        from mailer.settings import checks
         from tests.support.api import load_function
         from tests.support.dns import offline_resolver
 
         guard.resolver = offline_resolver
+        checks._system_servers = list  # as tests/conftest.py: no query to the system's resolvers
         module = load_function(Template(), logical_id)
         ready.set()
         if not go.wait(LOAD_TIMEOUT):

@@ -22,6 +22,7 @@ def stack_config(tmp: Path) -> StackConfig:
         moto_port=free_port(),
         imap_port=free_port(),
         imap_starttls_port=free_port(),
+        dns_port=free_port(),
         mail_dir=tmp / "mail",
         tls_dir=tmp / "tls",
     )

@@ -98,7 +98,15 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body = {
+    body = problem_body(status, title, detail, errors, **extra)
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
+
+
+def problem_body(
+    status: int, title: str, detail: str, errors: list[FieldError] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An RFC 9457 problem document, as every error answer carries it."""
+    return {
         "type": f"https://errors.company-mail.dev/{status}",
         "title": title,
         "status": status,
@@ -106,7 +114,21 @@ def problem(
         "errors": [{"field": e.field, "message": e.message} for e in errors or []],
         **extra,
     }
-    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
+
+
+def problem_of(exc: MailerError | RequestValidationError, prefix: str = "") -> dict[str, Any]:
+    """The problem document an error would be answered with; `prefix` names where in a larger
+    body the fields are (`items[3]`), for answers that carry one problem per item."""
+    if isinstance(exc, RequestValidationError):
+        errors = [
+            FieldError(f"{prefix}.{e.field}" if prefix else e.field, e.message)
+            for e in validation_errors(exc)
+        ]
+        return problem_body(
+            422, "Invalid request", "; ".join(f"{e.field}: {e.message}" for e in errors), errors
+        )
+    errors = [FieldError(f"{prefix}.{e.field}" if prefix else e.field, e.message) for e in exc.errors]
+    return problem_body(exc.status, exc.title, exc.detail, errors, **exc.extra())
 
 
 def _refused_body(kind: str, message: str) -> RequestValidationError:

@@ -72,6 +72,8 @@ class MailerConfig(BaseModel):
     ses_configuration_set: str | None = Field(None, alias="SES_CONFIGURATION_SET", min_length=1)
     tracking_key_secret: str | None = Field(None, alias="TRACKING_KEY_SECRET", min_length=1)
     public_api_url: str | None = Field(None, alias="PUBLIC_API_URL", min_length=1)
+    # The resolvers of a test send's SPF and DMARC lookups (comma-separated host:port); None: the system's.
+    dns_servers: str | None = Field(None, alias="MAILER_DNS_SERVERS")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MailerConfig:
@@ -83,6 +85,14 @@ class MailerConfig(BaseModel):
         from mailer.delivery.guard import parse_networks
 
         parse_networks(value)  # ValueError names the bad network
+        return value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: str | None) -> str | None:
+        from mailer.settings.checks import parse_dns_servers
+
+        parse_dns_servers(value)  # ValueError names MAILER_DNS_SERVERS and the bad entry
         return value
 
     @property

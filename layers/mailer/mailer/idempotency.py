@@ -155,6 +155,22 @@ def _kept_problem(exc: MailerError) -> dict[str, Any]:
     return {"status": response.status_code, "content_type": PROBLEM_JSON, "body": response.body}
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A route's answer that is 202 Accepted (queued) rather than 200, with the same body type."""
+
+    value: Any
+
+
+def _answered(result: Any, answer: TypeAdapter[Any]) -> Any:
+    """What the app sends: an Accepted answer as a 202 response (raised as is, past the response
+    validation that expects the 200 model), anything else as the route gave it."""
+    if isinstance(result, Accepted):
+        body = json.dumps(answer.dump_python(result.value, mode="json", by_alias=True), separators=(",", ":"))
+        raise AnswerAsIs(Response(status_code=202, content_type=JSON, body=body))
+    return result
+
+
 def _run_once(
     scope: KeyScope, key: str, request: dict[str, Any], call: Callable[[], Any], answer: TypeAdapter[Any]
 ) -> Any:
@@ -170,8 +186,9 @@ def _run_once(
                 raise  # Powertools deletes the record: a retry runs again
             first["error"] = exc
             return _kept_problem(exc)
-        body = json.dumps(answer.dump_python(result, mode="json", by_alias=True), separators=(",", ":"))
-        return {"status": 200, "content_type": JSON, "body": body}
+        status, value = (202, result.value) if isinstance(result, Accepted) else (200, result)
+        body = json.dumps(answer.dump_python(value, mode="json", by_alias=True), separators=(",", ":"))
+        return {"status": status, "content_type": JSON, "body": body}
 
     data = {"scope": [scope.caller.tenant_id, scope.caller.user_id, key], "request": request}
     once = idempotent_function(
@@ -203,7 +220,7 @@ def _run_once(
         raise outcome
     if "error" in first:
         raise first["error"]
-    return first["result"]
+    return _answered(first["result"], answer)
 
 
 def _injected(hint: Any) -> bool:
@@ -233,7 +250,7 @@ def idempotent(route: Route) -> Route:
     @functools.wraps(route)
     def handler(*, idempotency_key: str | None, idempotency: KeyScope, **arguments: Any) -> Any:
         if idempotency_key is None:
-            return route(**arguments)
+            return _answered(route(**arguments), answer)
         key = _checked(idempotency_key)
         given = {name: to_jsonable_python(arguments[name]) for name in inputs}
         request = {"operation": idempotency.operation, "arguments": given}

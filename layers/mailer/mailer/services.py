@@ -12,6 +12,7 @@ from functools import cache, cached_property
 from typing import Any
 
 from mailer.automations.compose import Composer
+from mailer.automations.document_email_kind import DocumentEmailKind
 from mailer.automations.document_event_kind import DocumentEventKind
 from mailer.automations.invoice_kind import InvoiceReminderKind
 from mailer.automations.invoice_planner import InvoiceReminderPlanner
@@ -261,6 +262,7 @@ class Services:
             kinds["document_event"] = DocumentEventKind(
                 self.config, self.document_automations, self.settings, self.attachments
             )
+            kinds["document_email"] = DocumentEmailKind(self.config, self.sent_log, self.attachments)
         return kinds
 
     @cached_property

@@ -23,8 +23,17 @@ from mailer.sent_log.models import SentLogEntry
 # Every automation the engine sends: three about work orders, one about invoices, one about
 # customers (statements), one about document events raised by the business application.
 EngineAutomation = Literal[
-    "reminder", "confirmation", "thank_you", "invoice_reminder", "statement", "document_event"
+    "reminder",
+    "confirmation",
+    "thank_you",
+    "invoice_reminder",
+    "statement",
+    "document_event",
+    "document_email",
 ]
+DOCUMENT_EMAIL: Literal["document_email"] = (
+    "document_email"  # a document email queued by POST /documents/email (queue: true)
+)
 
 
 def _left_out_when_none(value: Any) -> bool:

@@ -234,6 +234,7 @@ class _Entry:
     entry: SentLogEntry
     owner: _Settling
     fresh: bool
+    request: dict[str, Any] | None = None  # what a queued document email keeps for its resend
 
 
 @dataclass
@@ -451,15 +452,19 @@ class OutboxWorker:
             "DELETE /suppressions/{email}.",
         )
         entry = SentLogEntry.attempt(
-            kind="automation",
-            delivery=None,
-            failure=failure,
-            from_="",
-            to=to,
-            subject=f"{label_of(email.message.automation)} for {kind.number(email.job)}",
-            **self._entry_fields(email),
+            **(
+                {
+                    "kind": "automation",
+                    "delivery": None,
+                    "failure": failure,
+                    "from_": "",
+                    "to": to,
+                    "subject": f"{label_of(email.message.automation)} for {kind.number(email.job)}",
+                }
+                | self._entry_fields(email)
+            )
         ).model_copy(update={"status": "suppressed"})
-        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
+        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True, request=self._request(email)))
         writes.finishes.append((email, "suppressed", entry))
         email.settle(Handled(Outcome.SKIPPED, "suppressed"))
 
@@ -642,17 +647,17 @@ class OutboxWorker:
         writes: _Writes,
     ) -> None:
         to = [a.addr_spec for a in outgoing.message["To"].addresses]
-        entry = SentLogEntry.attempt(
-            kind="automation",
-            delivery=delivery,
-            failure=None,
-            from_=profile.settings.from_email,
-            to=to,
-            bcc=[a for a in outgoing.recipients if a not in to],
-            subject=str(outgoing.message["Subject"]),
-            **(self._entry_fields(email) | {"id": self._entry_id(email)}),
-        )
-        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
+        base: dict[str, Any] = {
+            "kind": "automation",
+            "delivery": delivery,
+            "failure": None,
+            "from_": profile.settings.from_email,
+            "to": to,
+            "bcc": [a for a in outgoing.recipients if a not in to],
+            "subject": str(outgoing.message["Subject"]),
+        }
+        entry = SentLogEntry.attempt(**(base | self._entry_fields(email) | {"id": self._entry_id(email)}))
+        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True, request=self._request(email)))
         writes.finishes.append((email, "sent", entry))
         if email.message.automation == "reminder":
             writes.marks.append(email)
@@ -671,18 +676,27 @@ class OutboxWorker:
         label = f"{label_of(message.automation)} for {kind.number(email.job)}"
         recipient = kind.recipient(email.job)
         entry = SentLogEntry.attempt(
-            kind="automation",
-            delivery=None,
-            failure=failure,
-            from_="",
-            to=[recipient.email or ""],
-            subject=label,
-            **self._entry_fields(email),
+            **(
+                {
+                    "kind": "automation",
+                    "delivery": None,
+                    "failure": failure,
+                    "from_": "",
+                    "to": [recipient.email or ""],
+                    "subject": label,
+                }
+                | self._entry_fields(email)
+            )
         )
-        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True))
+        writes.entries.append(_Entry(email.tenant_id, entry, email, fresh=True, request=self._request(email)))
         writes.finishes.append((email, "failed", entry))
         self._notify(email, failure)
         email.settle(Handled(Outcome.FAILED, failure.category))
+
+    def _request(self, email: _Email) -> dict[str, Any] | None:
+        """The stored request a kind keeps with its entry (a queued document email's, for resend)."""
+        stored = getattr(self.kind(email.message.automation), "stored_request", None)
+        return stored(email.job) if stored is not None else None
 
     def _entry_fields(self, email: _Email) -> dict[str, Any]:
         return self.kind(email.message.automation).entry_fields(email.job) | email.job.entry
@@ -722,7 +736,8 @@ class OutboxWorker:
         every entry not written."""
         if not writes.entries:
             return {}, set()
-        left = self.deps.sent_log.put_many([(e.tenant_id, e.entry) for e in writes.entries])
+        requests = {e.entry.id: e.request for e in writes.entries if e.request is not None}
+        left = self.deps.sent_log.put_many([(e.tenant_id, e.entry) for e in writes.entries], requests)
         unwritten = {entry.id for _, entry in left}
         waiting = [e for e in writes.entries if e.entry.id in unwritten]
         kept = self._queue_entries([e for e in waiting if e.fresh])
@@ -782,7 +797,7 @@ class OutboxWorker:
                 )
             return {}
         refused = self.deps.outbox.send(
-            [SentLogMessage(tenant_id=e.tenant_id, entry=e.entry) for e in waiting]
+            [SentLogMessage(tenant_id=e.tenant_id, entry=e.entry, request=e.request) for e in waiting]
         )
         refused_ids = {m.entry.id for m in refused}
         kept: dict[str, dict[str, Any]] = {}

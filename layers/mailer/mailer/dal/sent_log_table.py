@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -45,11 +45,16 @@ class SentLogStore:
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The sent log could not be written.") from None
 
-    def put_many(self, entries: Sequence[tuple[str, SentLogEntry]]) -> list[tuple[str, SentLogEntry]]:
+    def put_many(
+        self,
+        entries: Sequence[tuple[str, SentLogEntry]],
+        requests: Mapping[str, dict[str, Any]] | None = None,
+    ) -> list[tuple[str, SentLogEntry]]:
         """Write (tenant, entry) pairs in BatchWriteItem calls of 25, unprocessed ones again with
-        backoff; returns those still not written (it never raises: the caller decides where they go)."""
+        backoff; returns those still not written (it never raises: the caller decides where they go).
+        `requests` (by entry id) are kept with their entries, as `put` keeps one."""
         items = {(tenant_pk(t), keys.email_sk(e.id)): (t, e) for t, e in entries}
-        written = [self._item(t, e, None) for t, e in items.values()]
+        written = [self._item(t, e, (requests or {}).get(e.id)) for t, e in items.values()]
         left = batch_put(self._table.meta.client, self.table_name, written)
         return [pair for key, pair in items.items() if key in left]
 
@@ -166,10 +171,11 @@ class SentLogStore:
         document: tuple[str, str] | None = None,
         work_order_id: str | None = None,
         delivery_status: str | None = None,
+        status: str | None = None,
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[SentLogEntry], str | None]:
-        """Newest first: by document, by work order, by delivery status, or all of the tenant's."""
+        """Newest first: by document, by work order, by (delivery) status, or all of the tenant's."""
         pk = tenant_pk(tenant_id)
         query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
         if document:
@@ -184,8 +190,8 @@ class SentLogStore:
             query["KeyConditionExpression"] = Key("pk").eq(pk) & Key("sk").begins_with(keys.EMAIL_PREFIX)
         if cursor:
             query["ExclusiveStartKey"] = decode_cursor(cursor, pk)
-        if delivery_status:
-            return self._filtered(query, delivery_status, limit)
+        if delivery_status or status:
+            return self._filtered(query, limit, delivery_status=delivery_status, status=status)
         try:
             page = self._table.query(**query)
         except (ClientError, BotoCoreError):
@@ -195,17 +201,16 @@ class SentLogStore:
         return entries, encode_cursor(last) if last else None
 
     def _filtered(
-        self, query: dict[str, Any], delivery_status: str, limit: int
+        self, query: dict[str, Any], limit: int, *, delivery_status: str | None, status: str | None
     ) -> tuple[builtins.list[SentLogEntry], str | None]:
-        """Entries of one delivery status: the tenant's entries read newest first with a filter, up
+        """Entries of one (delivery) status: the tenant's entries read newest first with a filter, up
         to FILTER_PAGES pages, so one request stays short; the cursor goes on where reading stopped
         (a page may hold fewer than `limit` entries while more follow). A filter rather than an
         index: DynamoDB adds one index per table update, and the message-id index came first."""
-        query = {
-            **query,
-            "Limit": FILTER_READ,
-            "FilterExpression": Attr("entry.delivery_status").eq(delivery_status),
-        }
+        conditions = [Attr("entry.delivery_status").eq(delivery_status)] if delivery_status else []
+        conditions += [Attr("entry.status").eq(status)] if status else []
+        condition = conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
+        query = {**query, "Limit": FILTER_READ, "FilterExpression": condition}
         entries: builtins.list[SentLogEntry] = []
         last: dict[str, Any] | None = None
         for _ in range(FILTER_PAGES):

@@ -199,3 +199,17 @@ def load_attachments(
         infos=[AttachmentInfo(filename=a.filename, size=len(a.content)) for a in attachments],
         versions=[AttachmentVersion(version_id=u.version_id, etag=u.etag) for u in uploads],
     )
+
+
+def check_attachments(
+    store: AttachmentStore, tenant_id: str, refs: Sequence[AttachmentRef], max_bytes: int
+) -> tuple[list[AttachmentInfo], list[AttachmentVersion]]:
+    """What a queued email will attach, checked now without reading the files: ownership, each
+    size, the total; the versions found are the ones the worker sends (a file changed or gone by
+    then fails the email). The content checks happen when the worker reads them."""
+    uploads = find_uploads(store, tenant_id, refs, resending=False)
+    for index, upload in enumerate(uploads):
+        check_size(store, upload, f"attachments[{index}].upload_id", max_bytes, resending=False)
+    check_total(uploads, max_bytes)
+    infos = [AttachmentInfo(filename=u.filename, size=u.size) for u in uploads]
+    return infos, [AttachmentVersion(version_id=u.version_id, etag=u.etag) for u in uploads]

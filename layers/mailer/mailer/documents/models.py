@@ -63,6 +63,7 @@ class DocumentEmailRequest(BaseModel):
     attachments: Annotated[list[AttachmentRef], Field(max_length=10)] = []
     sender: Literal["auto", "company", "me"] = "auto"
     work_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    queue: bool = False  # true: 202 with a `queued` entry; the outbox worker sends it
 
     def check(self) -> None:
         total = len(set(self.to) | set(self.cc) | set(self.bcc))
@@ -83,11 +84,39 @@ class AttachmentVersion(BaseModel):
     etag: str | None = None
 
 
+MAX_BATCH = 100  # items of POST /documents/email/batch
+
+
+class DocumentEmailBatch(BaseModel):
+    """Body of POST /documents/email/batch: each item is checked on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+def _none(value: Any) -> bool:
+    return value is None
+
+
+class QueuedItem(BaseModel):
+    """One item's outcome: queued (its entry's id), or its own problem (type, title, status, ...)."""
+
+    email_id: str | None = Field(default=None, exclude_if=_none)
+    status: Literal["queued"] | None = Field(default=None, exclude_if=_none)
+    error: dict[str, Any] | None = Field(default=None, exclude_if=_none)
+
+
+class QueuedBatch(BaseModel):
+    items: list[QueuedItem]
+
+
 class SentDocumentRequest(DocumentEmailRequest):
     """What the sent log keeps of a document email to resend it: the request as sent (with the subject
     and body it was sent with) and the version of each attachment, in order. Never part of the API."""
 
     attachment_versions: Annotated[list[AttachmentVersion], Field(max_length=10)] = []
+    queued_by: dict[str, Any] | None = None  # a queued email's: who queued it (user_id, email, is_admin)
 
 
 class DocumentPreviewRequest(BaseModel):

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from mailer.automations.outbox import SentLogMessage
+from mailer.automations.outbox import DOCUMENT_EMAIL, OutboxMessage, SentLogMessage
 from mailer.config import MailerConfig
 from mailer.dal.attachments_bucket import AttachmentStore
 from mailer.dal.outbox_queue import OutboxQueue
 from mailer.dal.sent_log_table import SentLogStore
-from mailer.delivery.failures import DeliveryFailed
+from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.html_text import html_to_text
 from mailer.delivery.message import Sender, build_message
-from mailer.documents.attachments import load_attachments
+from mailer.documents.attachments import check_attachments, load_attachments
 from mailer.documents.models import (
     AttachmentVersion,
     DocumentEmailRequest,
@@ -25,7 +25,7 @@ from mailer.documents.models import (
     document_context,
 )
 from mailer.documents.wording import DocumentTemplateService
-from mailer.errors import Conflict, MailerError, NotFound
+from mailer.errors import Conflict, MailerError, NotFound, ServiceUnavailable
 from mailer.identity import Caller
 from mailer.ids import new_id, utc_now
 from mailer.sent_log.models import SentLogEntry
@@ -35,6 +35,16 @@ from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
 from mailer.tracking.opens import OpenPixel
+
+
+def queue_unavailable() -> Failure:
+    return Failure(
+        stage="queue",
+        category="queue_unavailable",
+        transient=True,
+        hint="The email queue could not take it; nothing was sent. Send it again.",
+    )
+
 
 SENT_LOG_TRIES = 3  # writes of a sent email's entry before it goes to the outbox queue
 SENT_LOG_PAUSE_SECONDS = 0.1  # before the second try, doubled before the third
@@ -168,6 +178,54 @@ class DocumentEmailService:
                 "document email failed", extra={"category": failure.category, "email_id": entry.id}
             )
             raise DeliveryFailed(failure, email_id=entry.id)
+        return entry
+
+    # the email queue
+    def queue(self, caller: Caller, request: DocumentEmailRequest) -> SentLogEntry:
+        """Check the email as a send would (recipients, suppression, sender, attachments, wording),
+        keep it as a `queued` entry with what the worker needs, and queue it; the worker sends it
+        under the send ledger's claim, so it goes once however often it is delivered."""
+        request.check()
+        if self.suppressions is not None:
+            fields = [("to", request.to), ("cc", request.cc), ("bcc", request.bcc)]
+            self.suppressions.check(caller.tenant_id, fields)
+        profile, company = self._sender(caller, request.sender)
+        infos, versions = check_attachments(
+            self.attachments, caller.tenant_id, request.attachments, self.config.attachment_max_bytes
+        )
+        rendered = self.render(caller, request)
+        archive = [b for b in (company.bcc if company else None, profile.settings.bcc) if b]
+        entry = SentLogEntry.model_validate(
+            {
+                "id": new_id(),
+                "kind": "document",
+                "status": "queued",
+                "from": profile.settings.from_email,
+                "to": request.to,
+                "cc": request.cc,
+                "bcc": list(dict.fromkeys([*request.bcc, *archive])),
+                "subject": rendered.subject,
+                "profile": profile.settings.profile,
+                "document": request.document.model_dump(mode="json"),
+                "work_order_id": request.work_order_id,
+                "attachments": [i.model_dump() for i in infos],
+                "created_at": utc_now(),
+            }
+        )
+        stored = request.model_dump(mode="json") | {
+            "subject": rendered.subject,
+            "body_html": rendered.html,
+            "attachment_versions": [version.model_dump(mode="json") for version in versions],
+            "queued_by": {"user_id": caller.user_id, "email": caller.email, "is_admin": caller.is_admin},
+        }
+        self.sent_log.put(caller.tenant_id, entry, request=stored)
+        message = OutboxMessage(
+            tenant_id=caller.tenant_id, automation=DOCUMENT_EMAIL, record_id=entry.id, occurrence="send"
+        )
+        if self.outbox is None or self.outbox.send([message]):
+            failed = entry.model_copy(update={"status": "failed", "error": queue_unavailable().as_dict()})
+            self.sent_log.put(caller.tenant_id, failed, request=stored)
+            raise ServiceUnavailable("The email could not be queued; nothing will be sent. Try again.")
         return entry
 
     def keep_entry(self, tenant_id: str, entry: SentLogEntry, stored: dict[str, Any]) -> None:

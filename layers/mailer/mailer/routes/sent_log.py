@@ -12,7 +12,7 @@ from mailer.documents.models import DocumentType
 from mailer.idempotency import idempotent
 from mailer.observability import metrics
 from mailer.routes import Wired
-from mailer.sent_log.models import EmailPage, SentLogEntry
+from mailer.sent_log.models import EmailPage, EntryStatus, SentLogEntry
 from mailer.tracking.models import DeliveryStatus
 
 router = Router()
@@ -33,6 +33,7 @@ def list_emails(
     document_number: Annotated[str | None, Query(max_length=64)] = None,
     work_order_id: Annotated[str | None, Query(max_length=64)] = None,
     delivery_status: Annotated[DeliveryStatus | None, Query()] = None,
+    status: Annotated[EntryStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> EmailPage:
@@ -42,6 +43,7 @@ def list_emails(
         document_number,
         work_order_id,
         delivery_status=delivery_status,
+        status=status,
         limit=limit,
         cursor=cursor,
     )

@@ -22,6 +22,7 @@ class SentLogQueries:
         work_order_id: str | None,
         *,
         delivery_status: str | None = None,
+        status: str | None = None,
         limit: int,
         cursor: str | None,
     ) -> EmailPage:
@@ -31,17 +32,19 @@ class SentLogQueries:
             missing = "document_number" if document_type else "document_type"
             raise InvalidInput.on(missing, "document_type and document_number go together")
         document = (document_type, document_number) if document_type and document_number else None
-        if delivery_status and (document or work_order_id):
-            raise InvalidInput.on(
-                "delivery_status",
-                "lists the whole sent log by status; a document's or work order's listing shows "
-                "each entry's delivery_status already",
-            )
+        for name, value in (("delivery_status", delivery_status), ("status", status)):
+            if value and (document or work_order_id):
+                raise InvalidInput.on(
+                    name,
+                    "lists the whole sent log by status; a document's or work order's listing shows "
+                    "each entry's status already",
+                )
         items, next_cursor = self.sent_log.list(
             caller.tenant_id,
             document=document,
             work_order_id=work_order_id,
             delivery_status=delivery_status,
+            status=status,
             limit=limit,
             cursor=cursor,
         )

@@ -12,10 +12,13 @@ from mailer.delivery.message import OutgoingMessage
 
 @dataclass(frozen=True)
 class Delivery:
-    """A message the server accepted; `refused` lists recipients it refused while accepting others."""
+    """A message the server accepted; `refused` lists recipients it refused while accepting others.
+    `server_size` is the largest message an SMTP server said it takes (EHLO SIZE, RFC 1870): 0 for no
+    limit, None when it said nothing (and for transports that are not SMTP)."""
 
     message_id: str
     refused: dict[str, str] = field(default_factory=dict)
+    server_size: int | None = None
 
 
 Outcome = Delivery | Failure

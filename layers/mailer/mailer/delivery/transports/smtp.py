@@ -343,6 +343,7 @@ class SmtpTransport(TransportBase):
         return Delivery(
             message_id=message.message_id,
             refused={addr: f"{code} {_text(msg)}" for addr, (code, msg) in refused.items()},
+            server_size=_advertised_size(self._conn),
         )
 
     def _deliver(self, conn: _StagedSMTP, message: OutgoingMessage) -> Refused:
@@ -358,6 +359,12 @@ class SmtpTransport(TransportBase):
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         _quietly_close(conn)
+
+
+def _advertised_size(conn: smtplib.SMTP | None) -> int | None:
+    """The server's EHLO SIZE (RFC 1870): 0 for no fixed limit, None when it advertises none."""
+    size = conn.esmtp_features.get("size", "").strip() if conn is not None else ""
+    return int(size) if size.isdigit() else None
 
 
 def _text(raw: bytes | str) -> str:

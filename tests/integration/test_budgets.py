@@ -180,6 +180,7 @@ def test_two_profiles_on_one_mailbox_share_a_budget():
 def test_twenty_containers_at_once_send_exactly_the_per_minute_limit(shared_api, template, mail_server):
     save_settings(shared_api, company_settings(mail_server.port, per_minute=12))
     fresh_minute()
+    minute = int(time.time() // 60)
 
     with Invocations(template) as runs:
         for _ in range(20):
@@ -190,4 +191,6 @@ def test_twenty_containers_at_once_send_exactly_the_per_minute_limit(shared_api,
     statuses = sorted(a[0] for a in answers)
     assert statuses == [200] * 12 + [429] * 8, [a[1] for a in answers if a[0] not in (200, 429)]
     assert len(mail_server.messages) == 12
-    assert shared_api.call("GET", "/settings/company")[1]["usage"]["last_minute"] == 12
+    usage = shared_api.call("GET", "/settings/company")[1]["usage"]
+    if int(time.time() // 60) == minute:  # the window of the sends is still the current one
+        assert usage["last_minute"] == 12

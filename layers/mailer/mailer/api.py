@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from mailer.errors import FieldError, MailerError
 from mailer.identity import Caller, caller_from_claims
-from mailer.templating.sandbox import TemplateLimitExceeded
+from mailer.templating.bounds import TemplateLimitExceeded
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"

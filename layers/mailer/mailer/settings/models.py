@@ -7,7 +7,6 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -45,6 +44,9 @@ def reject_line_breaks(value: str) -> str:
 
 
 def valid_email(value: str) -> str:
+    # Imported when an address is first checked, not at every cold start.
+    from email_validator import EmailNotValidError, validate_email
+
     reject_line_breaks(value)
     try:
         # test_environment admits the reserved .test domain used by the local stack.
@@ -113,6 +115,9 @@ class SettingsInput(BaseModel):
     ses_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     ses_configuration_set: Annotated[HeaderText, Field(max_length=64)] | None = None
     limits: LimitsInput | None = None
+    # SMTP: false sends one command at a time even when the server offers PIPELINING (for relays
+    # and appliances that advertise it but break under it).
+    pipelining: bool | None = None
     track_opens: bool | None = None  # company only: a pixel in HTML mail records opens (off by default)
     # Bounce reports (RFC 3464) read from this account's mailbox over IMAP, with the same sign-in;
     # host and port default to the provider preset's IMAP server.
@@ -260,6 +265,7 @@ class SettingsView(BaseModel):
     limits: LimitsInput = Field(default_factory=LimitsInput)  # as saved: null = the preset's
     limits_in_effect: LimitsInput | None = None  # the saved ones with the preset's defaults filled in
     usage: Usage | None = None  # GET only
+    pipelining: bool = True
     track_opens: bool = False
     read_bounces: bool = False
     imap_host: str | None = None  # as saved (null = the preset's)
@@ -279,6 +285,11 @@ class SettingsView(BaseModel):
     def _off_unless_saved(cls, value: Any) -> Any:
         return False if value is None else value  # saved before tracking existed, or not given
 
+    @field_validator("pipelining", mode="before")
+    @classmethod
+    def _on_unless_switched_off(cls, value: Any) -> Any:
+        return True if value is None else value
+
 
 STORED_FIELDS = (
     "transport",
@@ -297,6 +308,7 @@ STORED_FIELDS = (
     "ses_region",
     "ses_configuration_set",
     "limits",
+    "pipelining",
     "track_opens",
     "read_bounces",
     "imap_host",

@@ -53,6 +53,7 @@ def transport_for(
         oauth=tokens,
         guard=config.guard,
         deadline=deadline,
+        pipelining=settings.pipelining,
     )
 
 

@@ -40,6 +40,8 @@ from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, pass_eval_context
 
+from mailer.templating.bounds import TemplateLimitExceeded as TemplateLimitExceeded  # re-exported
+
 MAX_RANGE = 1_000  # items one range() may give
 MAX_ITERATIONS = 10_000  # loop steps of one render, all loops together
 MAX_VALUE = 1_000_000  # characters of any value a render builds (as it would print)
@@ -51,26 +53,6 @@ MAX_WORK = 10 * MAX_VALUE  # items copied while adding lists up (`sum` with a li
 
 _TEXT = (str, bytes, bytearray)
 _SCALARS = (int, float, complex, type(None))
-
-
-class TemplateLimitExceeded(Exception):
-    """Filling the wording in went over one of the bounds of BoundedSandbox.
-
-    Not a MailerError on purpose: the outbox worker takes a MailerError raised while composing for
-    settings or a photo that could not be read, gives its claim back and lets SQS deliver the
-    message again, while wording over a bound fails the same way every time (a permanent
-    template_error, reported once). The API answers it with a 422 naming the field (mailer.api);
-    the save-time check turns it into InvalidInput.
-    """
-
-    def __init__(self, message: str, field: str = "template") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field  # set by the engine to the field being rendered
-
-    @property
-    def detail(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 def _mb(limit: int) -> str:

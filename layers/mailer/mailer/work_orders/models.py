@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from mailer.settings.models import HeaderText
@@ -109,6 +108,8 @@ class StatusChangeResult(BaseModel):
 
 
 def valid_address(address: str | None) -> bool:
+    from email_validator import EmailNotValidError, validate_email  # when first needed
+
     if not address:
         return False
     try:

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mailer.dal import clients
 from mailer.dal.keys import RUN_SHARDS, tenant_of, tenant_pk
+from mailer.dal.sent_log_table import plain
 from mailer.errors import ServiceUnavailable
 
 PREFIX = "BOUNCES#"
@@ -140,15 +141,5 @@ def _read(item: dict[str, Any]) -> BounceRead | None:
         status=str(item.get("read_status", "pending")),
         checked_at=item.get("checked_at"),
         reports_read=int(item.get("reports_read", 0)),
-        error=_plain(item.get("read_error")),
+        error=plain(item.get("read_error")),
     )
-
-
-def _plain(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value

@@ -107,7 +107,7 @@ class SentLogStore:
                 raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
             if not item:
                 return None
-            entry = SentLogEntry.model_validate(_plain(item["entry"]))
+            entry = SentLogEntry.model_validate(plain(item["entry"]))
             version = int(item.get("tracking_version", 0))
             changed = change(
                 Timeline(status=entry.delivery_status, events=entry.events, keys=item.get("event_keys", []))
@@ -161,8 +161,8 @@ class SentLogStore:
             raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
         if not item:
             return None
-        request = _plain(item["request"]) if "request" in item else None
-        return SentLogEntry.model_validate(_plain(item["entry"])), request
+        request = plain(item["request"]) if "request" in item else None
+        return SentLogEntry.model_validate(plain(item["entry"])), request
 
     def list(
         self,
@@ -196,7 +196,7 @@ class SentLogStore:
             page = self._table.query(**query)
         except (ClientError, BotoCoreError):
             raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
-        entries = [SentLogEntry.model_validate(_plain(item["entry"])) for item in page.get("Items", [])]
+        entries = [SentLogEntry.model_validate(plain(item["entry"])) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
         return entries, encode_cursor(last) if last else None
 
@@ -219,7 +219,7 @@ class SentLogStore:
             except (ClientError, BotoCoreError):
                 raise ServiceUnavailable("The sent log could not be read; try again shortly.") from None
             for item in page.get("Items", []):
-                entries.append(SentLogEntry.model_validate(_plain(item["entry"])))
+                entries.append(SentLogEntry.model_validate(plain(item["entry"])))
                 if len(entries) == limit:
                     return entries, encode_cursor({"pk": item["pk"], "sk": item["sk"]})
             last = page.get("LastEvaluatedKey")
@@ -254,12 +254,12 @@ def decode_cursor(cursor: str, tenant_pk_value: str) -> dict[str, Any]:
     return key
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """DynamoDB hands numbers back as Decimal; the entry wants ints."""
     if isinstance(value, Decimal):
         return int(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

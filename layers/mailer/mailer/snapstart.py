@@ -5,17 +5,24 @@ A snapshot is taken after the handler module is imported (the cold start: config
 checked, services wired), before any invocation. At that point no AWS client, connection, secret or
 token exists yet (they are all made lazily), so a restore has nothing stale to drop; the hook below
 makes sure of it for the clients, whatever a later change imports at cold start. Ids and tokens come
-from `secrets` (the operating system's random source), never from a seeded generator.
+from `secrets` (the operating system's random source). The email package draws Message-IDs and MIME
+boundaries from `random`, whose state a snapshot would hand to every restored environment alike:
+two of them could then make the same Message-ID in the same hundredth of a second, and bounce
+reports find their entry by it. The hook seeds `random` again from the operating system.
 """
 
 from __future__ import annotations
+
+import random
 
 from mailer.dal import clients
 
 
 def fresh_after_restore() -> None:
-    """No connection pool or credentials carried over from the environment the snapshot was taken in."""
+    """No connection pool or credentials carried over from the environment the snapshot was taken
+    in, and a random generator of its own."""
     clients.reset()
+    random.seed()
 
 
 try:  # the Snapshot Restore for Python library ships with Lambda's managed Python runtimes

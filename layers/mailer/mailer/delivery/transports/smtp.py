@@ -11,7 +11,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from mailer.delivery.classify import (
 )
 from mailer.delivery.failures import DeliveryFailed, Failure
 from mailer.delivery.guard import AddressGuard, AddressNotAllowed, HostNotFound
-from mailer.delivery.message import OutgoingMessage
+from mailer.delivery.message import OutgoingMessage, WireBytes
 from mailer.delivery.scrub import address_not_allowed, scrub
 from mailer.delivery.tls import client_context
 from mailer.delivery.transports.base import AccessTokens, Delivery, TransportBase
@@ -68,7 +68,17 @@ class _StagedSMTP(smtplib.SMTP):
 
     def data(self, msg: Buffer | str) -> tuple[int, bytes]:
         self.stage = "data"
-        return super().data(msg)
+        if not isinstance(msg, WireBytes):
+            return super().data(msg)
+        # smtplib's data(), writing the content piece by piece: smtplib's own copies the whole message
+        # twice (dot-stuffing, then the ending) before its one write.
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        for chunk in _dot_stuffed(msg):
+            self.send(chunk)
+        return self.getreply()
 
 
 class _StagedSMTP_SSL(_StagedSMTP, smtplib.SMTP_SSL):
@@ -76,14 +86,16 @@ class _StagedSMTP_SSL(_StagedSMTP, smtplib.SMTP_SSL):
 
 
 Refused = dict[str, tuple[int, bytes]]  # what sendmail returns: the recipients refused, with the replies
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
+_DOT_AFTER_LF = re.compile(rb"\n\.")
+_WRITE = 256 * 1024  # bytes in one write at most: a large message goes in slices, never copied whole
 
 
 class _PipelinedTransaction:
     """One message as one pipelined group (RFC 2920): MAIL FROM, every RCPT TO and DATA in one write;
     with CHUNKING (RFC 3030) `BDAT <size> LAST` and the message itself instead of DATA, so the
-    whole message is one write and one round trip. Without CHUNKING the dot-stuffed content follows
-    DATA's 354 as a second write.
+    whole message is one flight (one write; a large message in 256 KB writes that follow one another
+    with no reply awaited) and one round trip. Without CHUNKING the dot-stuffed content follows
+    DATA's 354.
 
     The replies are read in the order of the commands and judged as smtplib's sendmail judges them,
     raising the exceptions it raises (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError,
@@ -91,7 +103,7 @@ class _PipelinedTransaction:
     refusal the replies still due are read and the transaction is reset, as sendmail does, so the
     connection serves the next message of the batch."""
 
-    def __init__(self, conn: _StagedSMTP, sender: str, recipients: Sequence[str], content: bytes) -> None:
+    def __init__(self, conn: _StagedSMTP, sender: str, recipients: Sequence[str], content: WireBytes) -> None:
         self.conn = conn
         self.sender = sender
         self.recipients = list(recipients)
@@ -101,29 +113,33 @@ class _PipelinedTransaction:
     def run(self) -> Refused:
         """Send the message; returns the recipients refused while others were accepted."""
         self.conn.stage = "envelope"
-        self.conn.send(self._group())
+        for chunk in self._group():
+            self.conn.send(chunk)
         self._sender_accepted()
         refused = self._recipients_replies()
         self.conn.stage = "data"
         if not self.chunking:
             self._data_accepted()
-            self.conn.send(_dot_stuffed(self.content))
+            for chunk in _dot_stuffed(self.content):
+                self.conn.send(chunk)
         self._content_accepted()
         return refused
 
-    def _group(self) -> bytes:
-        """The commands (and with CHUNKING the message) as sendmail words them, encoded before
-        anything is written: an address the encoding cannot carry fails with nothing sent."""
+    def _group(self) -> Iterator[Buffer]:
+        """The commands (and with CHUNKING the message) as sendmail words them, as writes that go
+        one after another with no reply awaited (one write unless the message is large), encoded
+        before anything is written: an address the encoding cannot carry fails with nothing sent."""
         conn = self.conn
         size = f" size={len(self.content)}" if conn.does_esmtp and conn.has_extn("size") else ""
         commands = [_command("mail", f"from:{smtplib.quoteaddr(self.sender)}{size}")]
         commands += [_command("rcpt", f"to:{smtplib.quoteaddr(address)}") for address in self.recipients]
         if not self.chunking:
-            return "".join([*commands, _command("data")]).encode(conn.command_encoding)
-        body = _ending_in_crlf(self.content)  # the bytes DATA would deliver, without dot-stuffing
-        return (
-            "".join([*commands, _command("bdat", f"{len(body)} last")]).encode(conn.command_encoding) + body
-        )
+            return iter(["".join([*commands, _command("data")]).encode(conn.command_encoding)])
+        # the bytes DATA would deliver, without dot-stuffing: the content, ending in CRLF
+        ending = [] if _ends_in_crlf(self.content) else [b"\r\n"]
+        bdat = _command("bdat", f"{len(self.content) + 2 * len(ending)} last")
+        head = "".join([*commands, bdat]).encode(conn.command_encoding)
+        return _writes([head, *self.content, *ending])
 
     def _sender_accepted(self) -> None:
         code, reply = self.conn.getreply()
@@ -183,13 +199,53 @@ def _command(verb: str, args: str = "") -> str:
     return f"{line}\r\n"
 
 
-def _ending_in_crlf(content: bytes) -> bytes:
-    return content if content.endswith(b"\r\n") else content + b"\r\n"
+def _ends_in_crlf(content: WireBytes) -> bool:
+    tail = b""
+    for piece in reversed(content.pieces):
+        tail = bytes(memoryview(piece)[-2:]) + tail
+        if len(tail) >= 2:
+            break
+    return tail[-2:] == b"\r\n"
 
 
-def _dot_stuffed(content: bytes) -> bytes:
-    """The content after DATA's 354, as smtplib's data() sends it (RFC 5321 4.5.2)."""
-    return _ending_in_crlf(_LINE_START_DOT.sub(b"..", content)) + b".\r\n"
+def _writes(pieces: Iterable[Buffer]) -> Iterator[Buffer]:
+    """The pieces as writes of at most _WRITE bytes: small pieces joined, large ones sliced."""
+    pending: list[Buffer] = []
+    size = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, view.nbytes, _WRITE):
+            chunk = view[start : start + _WRITE]
+            if pending and size + chunk.nbytes > _WRITE:
+                yield _joined(pending)
+                pending, size = [], 0
+            pending.append(chunk)
+            size += chunk.nbytes
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(chunks: list[Buffer]) -> Buffer:
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _dot_stuffed(content: WireBytes) -> Iterator[Buffer]:
+    """The content after DATA's 354 as smtplib's data() sends it (RFC 5321 4.5.2: a dot that starts
+    a line doubled, CRLF at the end if missing, then . CRLF), in writes of at most ~_WRITE bytes."""
+    line_start, tail, held = True, b"", None
+    for chunk in _writes(content):
+        view = memoryview(chunk)
+        leading = line_start and view[:1] == b"."
+        if leading or _DOT_AFTER_LF.search(view):
+            chunk = _DOT_AFTER_LF.sub(b"\n..", view)
+            chunk = b"." + chunk if leading else chunk
+        tail = (tail + bytes(view[-2:]))[-2:]
+        line_start = tail.endswith(b"\n")
+        if held is not None:
+            yield held
+        held = chunk
+    end = b".\r\n" if tail == b"\r\n" else b"\r\n.\r\n"
+    yield end if held is None else _joined([held, end])
 
 
 @dataclass(frozen=True)
@@ -348,9 +404,10 @@ class SmtpTransport(TransportBase):
 
     def _deliver(self, conn: _StagedSMTP, message: OutgoingMessage) -> Refused:
         recipients = list(message.recipients)
+        content = message.wire()  # in pieces: the message is never joined into one more copy
         if self._pipelined(conn):
-            return _PipelinedTransaction(conn, message.envelope_from, recipients, message.as_bytes()).run()
-        return conn.sendmail(message.envelope_from, recipients, message.as_bytes())
+            return _PipelinedTransaction(conn, message.envelope_from, recipients, content).run()
+        return conn.sendmail(message.envelope_from, recipients, content)
 
     def _pipelined(self, conn: _StagedSMTP) -> bool:
         """Pipelining is used when asked for and offered in the EHLO after STARTTLS and AUTH."""

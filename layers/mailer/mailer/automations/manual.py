@@ -15,12 +15,12 @@ from mailer.dal.work_orders_table import WorkOrderStore
 from mailer.delivery.failures import DeliveryFailed
 from mailer.errors import Conflict, InvalidInput, MailerError, NotFound
 from mailer.identity import Caller
-from mailer.ids import new_id, utc_now
+from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
-from mailer.tracking.opens import OpenPixel
+from mailer.tracking.opens import OpenPixel, tracked
 from mailer.work_orders.models import STATUS_LABELS, WorkOrder, valid_address
 
 REMINDER = "reminder"
@@ -74,9 +74,9 @@ class WorkOrderReminders:
         message = compose(automation, profile.settings, work_order, parent, self.config, None)
         to = [a.addr_spec for a in message.message["To"].addresses]
         subject = str(message.message["Subject"])
-        entry_id = new_id()
-        if self.pixel is not None and profile.settings.track_opens:
-            message = self.pixel.add(message, caller.tenant_id, entry_id)
+        entry_id, message = tracked(
+            self.pixel, message, caller.tenant_id, tracks_opens=profile.settings.track_opens
+        )
         created_at = utc_now()
         delivery, failure = send_now(profile, message, self.config, self.settings.budgets, [address])
         entry = SentLogEntry.attempt(

@@ -14,13 +14,13 @@ from mailer.documents.attachments import LoadedAttachments
 from mailer.documents.models import Rendered
 from mailer.errors import Conflict, NotFound
 from mailer.identity import Caller
-from mailer.ids import new_id, utc_now
+from mailer.ids import utc_now
 from mailer.sent_log.models import SentLogEntry
 from mailer.settings.budget import SendingBudgets
 from mailer.settings.models import SettingsView
 from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
-from mailer.tracking.opens import OpenPixel
+from mailer.tracking.opens import OpenPixel, tracked
 
 LogEntry = Callable[[str, SentLogEntry, dict[str, Any]], None]  # (tenant, entry, what it keeps)
 
@@ -71,9 +71,7 @@ def send_and_log(
     rendered, outgoing = message
     to = [a.addr_spec for a in outgoing.message["To"].addresses]
     bcc = [profile.settings.bcc] if profile.settings.bcc else []
-    entry_id = new_id()
-    if pixel is not None and profile.settings.track_opens:
-        outgoing = pixel.add(outgoing, caller.tenant_id, entry_id)
+    entry_id, outgoing = tracked(pixel, outgoing, caller.tenant_id, tracks_opens=profile.settings.track_opens)
     created_at = utc_now()
     delivery, failure = send_now(profile, outgoing, config, budgets, to)
     entry = SentLogEntry.attempt(

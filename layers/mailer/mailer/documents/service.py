@@ -34,7 +34,7 @@ from mailer.settings.sending import send_now
 from mailer.settings.service import SendingProfile, SettingsService
 from mailer.suppression.service import Suppressions
 from mailer.templating.engine import render, render_subject
-from mailer.tracking.opens import OpenPixel
+from mailer.tracking.opens import OpenPixel, tracked
 
 
 def queue_unavailable() -> Failure:
@@ -143,9 +143,8 @@ class DocumentEmailService:
             html=rendered.html,
             attachments=loaded.attachments,
         )
-        entry_id = new_id()
-        if self.pixel is not None and company is not None and company.track_opens:
-            message = self.pixel.add(message, caller.tenant_id, entry_id)
+        tracks_opens = company is not None and company.track_opens
+        entry_id, message = tracked(self.pixel, message, caller.tenant_id, tracks_opens=tracks_opens)
         created_at = utc_now()
         delivery, failure = send_now(
             profile, message, self.config, self.settings.budgets, [*request.to, *request.cc]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from mailer.delivery.message import OutgoingMessage
+from mailer.ids import new_id
 
 # The smallest transparent 1x1 GIF: the same bytes whatever the token, so an answer says nothing.
 PIXEL_GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -95,6 +96,17 @@ class OpenPixel:
             at = ends[-1].start()
             return html[:at] + tag + html[at:]
         return html + tag
+
+
+def tracked(
+    pixel: OpenPixel | None, outgoing: OutgoingMessage, tenant_id: str, *, tracks_opens: bool
+) -> tuple[str, OutgoingMessage]:
+    """The id the send's entry will have, and the message with that entry's pixel when the company
+    tracks opens (and the stack has a pixel to point at)."""
+    entry_id = new_id()
+    if pixel is not None and tracks_opens:
+        outgoing = pixel.add(outgoing, tenant_id, entry_id)
+    return entry_id, outgoing
 
 
 def token_of_path(name: str) -> str:

@@ -376,7 +376,7 @@ def start_imap_server(
     tokens = dict(tokens if tokens is not None else {TOKEN: USER})
     ca = ca or trustme.CA()
     for attempt in range(1, attempts + 1):
-        imap_port, imaps_port = ports or (free_port(), free_port())
+        imap_port, imaps_port = ports or _two_free_ports()
         server = ImapServer(
             host=HOST,
             imap_port=imap_port,
@@ -401,6 +401,15 @@ def start_imap_server(
             server.stop()
             raise
     raise AssertionError("unreachable")
+
+
+def _two_free_ports() -> tuple[int, int]:
+    """Two different free ports: the system may hand the same one out twice, as each is closed
+    before the next is asked for, and Dovecot refuses two listeners on one port."""
+    first = free_port()
+    while (second := free_port()) == first:
+        pass
+    return first, second
 
 
 class _PortTaken(RuntimeError):
